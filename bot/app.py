@@ -1,0 +1,103 @@
+"""Application wiring: one ``build_application``; services live in ``post_init``."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from telegram import BotCommand, Update
+from telegram.error import Forbidden
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
+
+from bot.settings import Settings
+from bot.transport import build_requests
+from handlers import worker
+from handlers.services import Context, Services
+from storage.engine import create_engine
+from storage.migrate import upgrade
+from storage.store import LabelStore, utcnow
+
+log = logging.getLogger(__name__)
+
+LabelBotApp = Application
+LEASE_SWEEP_SECONDS = 30.0
+
+
+def build_application(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    clock: Callable[[], datetime] = utcnow,
+    rng: random.Random | None = None,
+) -> LabelBotApp:
+    """The real Application: transport, rate limiter, handlers, services and the lease sweeper."""
+
+    async def post_init(application: LabelBotApp) -> None:
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        if migrate:
+            await upgrade(engine)
+        services: Services = application.bot_data
+        services.store = LabelStore(
+            engine, lease=timedelta(seconds=settings.lease_seconds), clock=clock, rng=rng
+        )
+        services.coordinators = settings.coordinators
+        await application.bot.set_my_commands([BotCommand(*pair) for pair in worker.COMMANDS])
+        if application.job_queue is not None:
+            application.job_queue.run_repeating(
+                sweep_leases, interval=LEASE_SWEEP_SECONDS, first=LEASE_SWEEP_SECONDS
+            )
+
+    async def post_shutdown(application: LabelBotApp) -> None:
+        services: Services = application.bot_data
+        if hasattr(services, "store"):
+            await services.store.engine.dispose()
+
+    request, get_updates_request = build_requests(
+        settings.http, get_updates_read_timeout=30.0, connection_pool_size=256
+    )
+    builder = (
+        ApplicationBuilder()
+        .token(settings.token())
+        .base_url(settings.telegram_base_url)
+        .base_file_url(settings.telegram_base_file_url)
+        .request(request)
+        .get_updates_request(get_updates_request)
+        .context_types(ContextTypes(bot_data=Services))
+        .concurrent_updates(True)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+    )
+    application: LabelBotApp = (
+        builder.rate_limiter(
+            AIORateLimiter(overall_max_rate=settings.rate_limit, max_retries=3)
+        ).build()
+        if settings.rate_limit
+        else builder.build()
+    )
+    worker.register(application)
+    application.add_error_handler(on_error)
+    return application
+
+
+async def sweep_leases(context: Context) -> None:
+    expired = await context.bot_data.store.expire_leases()
+    if expired:
+        log.info("expired %d unanswered leases; their items are back in the pool", expired)
+
+
+async def on_error(update: object, context: Context) -> None:
+    """Log every failure with its update id (never the token); keep the bot running."""
+    update_id = update.update_id if isinstance(update, Update) else None
+    user = update.effective_user if isinstance(update, Update) else None
+    if isinstance(context.error, Forbidden) and user is not None:
+        log.warning("update %s: user %s blocked the bot; marked inactive", update_id, user.id)
+        await context.bot_data.store.mark_inactive(user.id)
+        return
+    log.error("update %s failed", update_id, exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None:
+        try:
+            await context.bot.send_message(update.effective_chat.id, worker.texts.ERROR)
+        except Exception:  # telling the user is best effort; the error is already logged
+            log.warning("update %s: could not tell the user about the failure", update_id)

@@ -1,0 +1,271 @@
+"""The ``labelbot`` command line (see DESIGN.md for the contract)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from bot.settings import Settings
+from storage.engine import create_engine
+from storage.exports import UnknownTaskSet, export_taskset
+from storage.migrate import upgrade
+from storage.store import LabelStore, TaskSetExists
+from tasksets.answers_csv import aggregate_csv
+from tasksets.money import format_money
+from tasksets.parsing import SpecOverrides, TaskSetError, parse_taskset
+
+EXIT_INVALID = 2
+log = logging.getLogger("labelbot")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"labelbot: invalid settings:\n{error}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.database_url:
+        settings = settings.model_copy(update={"database_url": args.database_url})
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    return handler(args, settings)
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request URL, and a Bot API URL contains the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labelbot", description=__doc__)
+    parser.add_argument("--database-url", help="overrides LABELBOT_DATABASE_URL")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="migrate the database and start the bot")
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser(
+        "demo", help="the whole loop offline: fake Telegram, simulated crowd"
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="results folder")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(handler=cmd_demo)
+
+    load = commands.add_parser("load", help="validate and load a task set (JSON, JSONL or CSV)")
+    load.add_argument("file", type=Path)
+    load.add_argument("--name")
+    load.add_argument("--labels", help="comma-separated label values")
+    load.add_argument("--overlap", type=int)
+    load.add_argument("--reward", help="decimal reward per answer, e.g. 0.02")
+    load.set_defaults(handler=cmd_load)
+
+    listing = commands.add_parser("tasksets", help="list task sets with progress")
+    listing.set_defaults(handler=cmd_tasksets)
+
+    export = commands.add_parser("export", help="write results of a task set")
+    export.add_argument("name")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    export.add_argument("--method", choices=["mv", "wawa", "ds"], default="mv")
+    export.add_argument("--raw", action="store_true", help="one row per answer")
+    export.set_defaults(handler=cmd_export)
+
+    agg = commands.add_parser("aggregate", help="aggregate a CSV of item,worker,label offline")
+    agg.add_argument("answers", type=Path)
+    agg.add_argument("--method", choices=["mv", "wawa", "ds"], default="ds")
+    agg.add_argument("--gold", type=Path, help="CSV of item,truth; prints accuracy")
+    agg.set_defaults(handler=cmd_aggregate)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="run migrations to head").set_defaults(
+        handler=cmd_db_upgrade
+    )
+
+    workers = commands.add_parser("workers", help="manage workers")
+    worker_commands = workers.add_subparsers(dest="workers_command", required=True)
+    reinstate = worker_commands.add_parser("reinstate", help="lift a suspension")
+    reinstate.add_argument("worker_id", type=int)
+    reinstate.add_argument("--taskset", help="only in this task set")
+    reinstate.set_defaults(handler=cmd_reinstate)
+    return parser
+
+
+def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]]) -> int:
+    """Run ``work`` against a migrated database and dispose of the engine afterwards."""
+
+    async def runner() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade(engine)
+            return await work(LabelStore(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(runner())
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.app import build_application
+
+    try:
+        settings.token()
+    except ValueError as error:
+        print(f"labelbot: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    application = build_application(settings)
+    if settings.webhook_url:
+        assert settings.webhook_secret is not None  # the settings validator insists
+        log.info("serving webhook on %s:%s", settings.listen, settings.port)
+        application.run_webhook(
+            listen=settings.listen,
+            port=settings.port,
+            webhook_url=settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+        )
+    else:
+        log.info("long polling %s", settings.telegram_base_url.split("/bot")[0])
+        application.run_polling()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import run_demo
+
+    return asyncio.run(run_demo(args.out, seed=args.seed))
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    overrides = SpecOverrides(
+        name=args.name,
+        labels=[part.strip() for part in args.labels.split(",")] if args.labels else None,
+        overlap=args.overlap,
+        reward=args.reward,
+    )
+    try:
+        spec = parse_taskset(args.file, overrides)
+    except TaskSetError as error:
+        print(f"labelbot: {args.file} is not a valid task set:\n{error}", file=sys.stderr)
+        return EXIT_INVALID
+
+    async def load(store: LabelStore) -> int:
+        try:
+            await store.load_taskset(spec)
+        except TaskSetExists as error:
+            print(f"labelbot: {error}; choose another --name", file=sys.stderr)
+            return EXIT_INVALID
+        gold = sum(1 for item in spec.items if item.gold is not None)
+        print(
+            f"loaded {spec.name!r}: {len(spec.items)} items ({gold} gold), "
+            f"labels {', '.join(spec.label_values)}, overlap {spec.overlap.min}"
+            + (f"-{spec.overlap.max}" if spec.overlap.max != spec.overlap.min else "")
+            + f", reward {format_money(spec.reward_minor, spec.currency)}"
+        )
+        return 0
+
+    return with_store(settings, load)
+
+
+def cmd_tasksets(args: argparse.Namespace, settings: Settings) -> int:
+    async def listing(store: LabelStore) -> int:
+        rows = await store.taskset_progress()
+        if not rows:
+            print("no task sets yet: load one with `labelbot load FILE`")
+            return 0
+        print(f"{'name':<24} {'status':<8} {'done/items':>12} {'answers':>8} {'gold acc':>9}")
+        for row in rows:
+            regular = row.items - row.gold_items
+            accuracy = f"{row.gold_accuracy:.1%}" if row.gold_accuracy is not None else "-"
+            print(
+                f"{row.name:<24} {row.status:<8} {f'{row.items_done}/{regular}':>12} "
+                f"{row.answers:>8} {accuracy:>9}"
+            )
+        return 0
+
+    return with_store(settings, listing)
+
+
+@contextlib.contextmanager
+def output(path: Path | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    # Write beside the target and rename, so a failed export never leaves half a file.
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8", newline="") as stream:
+        yield stream
+    partial.replace(path)
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    async def export(store: LabelStore) -> int:
+        try:
+            with output(args.out) as out:
+                rows = await export_taskset(
+                    store, args.name, out, fmt=args.format, method=args.method, raw=args.raw
+                )
+        except UnknownTaskSet as error:
+            print(f"labelbot: {error}", file=sys.stderr)
+            return EXIT_INVALID
+        if args.out:
+            print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+        return 0
+
+    return with_store(settings, export)
+
+
+def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        with contextlib.ExitStack() as files:
+            answers = files.enter_context(args.answers.open(encoding="utf-8-sig", newline=""))
+            gold = (
+                files.enter_context(args.gold.open(encoding="utf-8-sig", newline=""))
+                if args.gold
+                else None
+            )
+            accuracy = aggregate_csv(answers, args.method, sys.stdout, gold)
+    except (OSError, ValueError) as error:
+        print(f"labelbot: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    if accuracy is not None:
+        print(f"accuracy on gold items: {accuracy:.4f}", file=sys.stderr)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    async def done(_store: LabelStore) -> int:
+        print("database is at the latest revision")
+        return 0
+
+    return with_store(settings, done)
+
+
+def cmd_reinstate(args: argparse.Namespace, settings: Settings) -> int:
+    async def reinstate(store: LabelStore) -> int:
+        changed = await store.reinstate(args.worker_id, args.taskset)
+        if not changed:
+            print(f"labelbot: worker {args.worker_id} is not suspended", file=sys.stderr)
+            return 1
+        print(f"reinstated worker {args.worker_id} in {changed} task set(s)")
+        return 0
+
+    return with_store(settings, reinstate)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

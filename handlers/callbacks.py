@@ -1,0 +1,61 @@
+"""The one callback-data codec. Each action has a prefix; handlers match it with ``PATTERN``s.
+
+Callback data never carries a gold label or an item id: an answer button names the lease by its
+opaque token and the choice by its index, ``a:<token>:<choice>`` (Telegram allows 64 bytes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from storage.store import Choice
+
+MAX_BYTES = 64
+ANSWER_PATTERN = re.compile(r"^a:([A-Za-z0-9_-]{8,32}):(\d{1,2}|s|u)$")
+DISPUTE_PATTERN = re.compile(r"^d:(\d{1,18})$")
+JOIN_PATTERN = re.compile(r"^j:(\d{1,18})$")
+
+_CHOICE_CODES: dict[str, Literal["skip", "unsure"]] = {"s": "skip", "u": "unsure"}
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerData:
+    token: str
+    choice: Choice
+
+
+def encode_answer(token: str, choice: Choice) -> str:
+    code = {"skip": "s", "unsure": "u"}[choice] if isinstance(choice, str) else str(choice)
+    data = f"a:{token}:{code}"
+    if len(data.encode()) > MAX_BYTES or not ANSWER_PATTERN.match(data):
+        raise ValueError(f"cannot encode answer callback {data!r}")
+    return data
+
+
+def decode_answer(data: str) -> AnswerData | None:
+    """The answer a button names, or None for anything malformed (a forged button)."""
+    match = ANSWER_PATTERN.match(data)
+    if match is None:
+        return None
+    token, code = match.groups()
+    return AnswerData(token, _CHOICE_CODES[code] if code in _CHOICE_CODES else int(code))
+
+
+def encode_dispute(answer_id: int) -> str:
+    return f"d:{answer_id}"
+
+
+def decode_dispute(data: str) -> int | None:
+    match = DISPUTE_PATTERN.match(data)
+    return int(match.group(1)) if match else None
+
+
+def encode_join(taskset_id: int) -> str:
+    return f"j:{taskset_id}"
+
+
+def decode_join(data: str) -> int | None:
+    match = JOIN_PATTERN.match(data)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,101 @@
+"""Every user-facing text in one place, so wording and a later translation live together."""
+
+from __future__ import annotations
+
+from storage.results import GoldFeedback, NoItem, NoItemReason, Rejection, TaskSetView
+
+SKIP_BUTTON = "Skip"
+UNSURE_BUTTON = "Not sure"
+DISPUTE_BUTTON = "Dispute"
+
+HELP = (
+    "I send you items to label, one at a time. Tap the button that fits best; "
+    "the next item comes at once.\n\n"
+    "“Skip” passes an item you cannot judge; “Not sure” tells us it is ambiguous.\n"
+    "Some items are control questions with a known answer: they look like any other item, "
+    "and your accuracy on them is how we know your labels are good.\n\n"
+    "/next – the current item again\n"
+    "/guidelines – how to label this task\n"
+    "/help – this message"
+)
+
+NO_TASKSETS = "There is nothing to label right now. Please come back later."
+CHOOSE_TASKSET = "Which task would you like to work on?"
+UNKNOWN_TASKSET = "I don't know a task called “{name}”. Here is what is open:"
+ERROR = "Sorry, something went wrong on our side. Please try /next in a moment."
+
+ALERTS = {
+    Rejection.DUPLICATE: "Already recorded – thanks!",
+    Rejection.FORGED: "This button is not valid any more.",
+    Rejection.FOREIGN: "This button belongs to someone else's item.",
+    Rejection.EXPIRED: "This item timed out and went to someone else. Here is a fresh one.",
+}
+DISPUTE_RECORDED = "Thanks – a coordinator will review this control question."
+DISPUTE_ALREADY = "You already disputed this one."
+
+
+def greeting(first_name: str, taskset: TaskSetView) -> str:
+    return f"Hi {first_name}! You are labeling “{taskset.title}”.\n\n" + guidelines(taskset)
+
+
+def guidelines(taskset: TaskSetView) -> str:
+    labels = ", ".join(label.text for label in taskset.labels)
+    body = taskset.instructions.strip() or taskset.question
+    return f"Guidelines: {body}\n\nLabels: {labels}."
+
+
+def item_body(number: int, text: str | None, question: str) -> str:
+    parts = [f"Item {number}"]
+    if text:
+        parts.append(text)
+    parts.append(question)
+    return "\n\n".join(parts)
+
+
+def answered(body: str, chosen: str) -> str:
+    return f"{body}\n\n✓ Your answer: {chosen}"
+
+
+def expired(body: str) -> str:
+    return f"{body}\n\n⌛ Timed out – this item went to someone else."
+
+
+def gold_feedback(feedback: GoldFeedback) -> str:
+    head = (
+        "✅ Right!" if feedback.correct else f"❌ The expected answer was “{feedback.gold_label}”."
+    )
+    if feedback.training:
+        head = f"Training question. {head}"
+    if feedback.explanation:
+        head += f"\n{feedback.explanation}"
+    return head
+
+
+def no_item(result: NoItem) -> str:
+    title = f"“{result.taskset.title}”" if result.taskset else "this task"
+    match result.reason:
+        case NoItemReason.ALL_DONE:
+            return f"🎉 All done! There is nothing left for you in {title}. Thank you!"
+        case NoItemReason.NO_TASKSET:
+            return "Send /start to pick a task."
+        case NoItemReason.NOT_ACTIVE:
+            return f"{title} is paused right now. Please come back later."
+        case NoItemReason.SUSPENDED:
+            return (
+                f"Your work on {title} is paused: {result.detail}. "
+                "A coordinator will look at it; thank you for your understanding."
+            )
+        case NoItemReason.FAILED_QUALIFICATION:
+            return (
+                f"Thank you for trying {title}. This time the training questions did not go well "
+                f"enough ({result.detail}), so we can't offer you this task. "
+                "Other tasks may suit you better."
+            )
+        case NoItemReason.BLOCKED:
+            return "Your account can't take tasks at the moment."
+
+
+def status_change(reason: str | None, suspended: bool) -> str:
+    if suspended:
+        return f"Your work here is paused: {reason}."
+    return f"🎓 You passed the training ({reason}). Now the real items begin."

@@ -1,0 +1,318 @@
+"""What a crowd worker does in a private chat: start, label item after item, dispute gold."""
+
+from __future__ import annotations
+
+import re
+
+from telegram import (
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.error import BadRequest
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from handlers import texts
+from handlers.callbacks import (
+    ANSWER_PATTERN,
+    DISPUTE_PATTERN,
+    JOIN_PATTERN,
+    decode_answer,
+    decode_dispute,
+    decode_join,
+    encode_answer,
+    encode_dispute,
+    encode_join,
+)
+from handlers.services import Context
+from storage.models import MembershipStatus
+from storage.results import (
+    NextItem,
+    NoItem,
+    NoItemReason,
+    Rejected,
+    Rejection,
+    ServedItem,
+    TaskSetView,
+)
+
+# Captions of photos, audio and video are limited to 1024 characters by Telegram.
+CAPTION_LIMIT = 1024
+DISPUTE_PROMPT = "Dispute #{id}: if you like, reply with what you think is wrong."
+DISPUTE_PROMPT_RE = re.compile(r"^Dispute #(\d+):")
+
+COMMANDS = [
+    ("start", "Start labeling"),
+    ("next", "Show the current item"),
+    ("guidelines", "How to label this task"),
+    ("help", "How this bot works"),
+]
+
+
+def item_keyboard(served: ServedItem) -> InlineKeyboardMarkup:
+    labels = served.taskset.labels
+    per_row = 1 if any(len(label.text) > 18 for label in labels) else 2
+    buttons = [
+        InlineKeyboardButton(label.text, callback_data=encode_answer(served.token, index))
+        for index, label in enumerate(labels)
+    ]
+    rows = [buttons[start : start + per_row] for start in range(0, len(buttons), per_row)]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                texts.SKIP_BUTTON, callback_data=encode_answer(served.token, "skip")
+            ),
+            InlineKeyboardButton(
+                texts.UNSURE_BUTTON, callback_data=encode_answer(served.token, "unsure")
+            ),
+        ]
+    )
+    return InlineKeyboardMarkup(rows)
+
+
+async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
+    """One message per item: text, or the media with the text and question as its caption."""
+    body = texts.item_body(served.number, served.text, served.taskset.question)
+    keyboard = item_keyboard(served)
+    bot = context.bot
+    if served.media_kind is None or served.media_ref is None:
+        await bot.send_message(chat_id, body, reply_markup=keyboard)
+        return
+    caption, markup = (body, keyboard) if len(body) <= CAPTION_LIMIT else (None, None)
+    match served.media_kind:
+        case "image":
+            await bot.send_photo(chat_id, served.media_ref, caption=caption, reply_markup=markup)
+        case "audio":
+            await bot.send_audio(chat_id, served.media_ref, caption=caption, reply_markup=markup)
+        case "video":
+            await bot.send_video(chat_id, served.media_ref, caption=caption, reply_markup=markup)
+    if caption is None:  # too long for a caption: the text and buttons follow the media
+        await bot.send_message(chat_id, body, reply_markup=keyboard)
+
+
+async def show(context: Context, chat_id: int, result: NextItem) -> None:
+    if isinstance(result, ServedItem):
+        await send_item(context, chat_id, result)
+    else:
+        await context.bot.send_message(chat_id, texts.no_item(result))
+
+
+def taskset_keyboard(tasksets: list[TaskSetView]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(view.title, callback_data=encode_join(view.id))]
+            for view in tasksets
+        ]
+    )
+
+
+async def start(update: Update, context: Context) -> None:
+    """``/start`` or the deep link ``/start <taskset>``: greet, guide, and serve the first item."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    store = context.bot_data.store
+    taskset_id = None
+    if context.args:
+        taskset_id = await store.taskset_id(context.args[0])
+        if taskset_id is None:
+            await offer_tasksets(
+                message, texts.UNKNOWN_TASKSET.format(name=context.args[0]), context
+            )
+            return
+    view = await store.join(
+        user.id,
+        user.full_name,
+        username=user.username,
+        language=user.language_code,
+        taskset_id=taskset_id,
+    )
+    if view is None:
+        await offer_tasksets(message, texts.CHOOSE_TASKSET, context)
+        return
+    await message.reply_text(texts.greeting(user.first_name, view))
+    await show(context, message.chat_id, await store.next_item_for(user.id))
+
+
+async def offer_tasksets(message: Message, prompt: str, context: Context) -> None:
+    tasksets = await context.bot_data.store.active_tasksets()
+    if not tasksets:
+        await message.reply_text(texts.NO_TASKSETS)
+        return
+    await message.reply_text(prompt, reply_markup=taskset_keyboard(tasksets))
+
+
+async def join_taskset(update: Update, context: Context) -> None:
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    taskset_id = decode_join(query.data)
+    user = query.from_user
+    view = None
+    if taskset_id is not None:
+        view = await context.bot_data.store.join(
+            user.id,
+            user.full_name,
+            username=user.username,
+            language=user.language_code,
+            taskset_id=taskset_id,
+        )
+    if view is None:
+        await query.answer(texts.NO_TASKSETS, show_alert=True)
+        return
+    await query.answer()
+    await context.bot.send_message(user.id, texts.greeting(user.first_name, view))
+    await show(context, user.id, await context.bot_data.store.next_item_for(user.id))
+
+
+async def next_item(update: Update, context: Context) -> None:
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    await show(context, message.chat_id, await context.bot_data.store.next_item_for(user.id))
+
+
+async def guidelines(update: Update, context: Context) -> None:
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    view = await context.bot_data.store.current_taskset(user.id)
+    await message.reply_text(
+        texts.guidelines(view) if view else texts.no_item(NoItem(NoItemReason.NO_TASKSET))
+    )
+
+
+async def help_command(update: Update, context: Context) -> None:
+    if update.effective_message is not None:
+        await update.effective_message.reply_text(texts.HELP)
+
+
+async def answer(update: Update, context: Context) -> None:
+    """A tap on a label: record it, show the choice in place, and send the next item."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    data = decode_answer(query.data)
+    if data is None:
+        await query.answer(texts.ALERTS[Rejection.FORGED], show_alert=True)
+        return
+    message = query.message if isinstance(query.message, Message) else None
+    store = context.bot_data.store
+    outcome = await store.record_answer(
+        data.token,
+        query.from_user.id,
+        data.choice,
+        message_id=message.message_id if message else None,
+    )
+    chat_id = query.from_user.id
+    if isinstance(outcome, Rejected):
+        await query.answer(texts.ALERTS[outcome.reason], show_alert=True)
+        if outcome.reason == Rejection.EXPIRED:
+            if message is not None:
+                await edit_body(message, None)
+            await show(context, chat_id, await store.next_item_for(chat_id))
+        return
+    await query.answer()
+    if message is not None:
+        await edit_body(message, outcome.chosen)
+    if outcome.gold is not None:
+        await context.bot.send_message(
+            chat_id,
+            texts.gold_feedback(outcome.gold),
+            reply_markup=None if outcome.gold.correct else dispute_keyboard(outcome.gold.answer_id),
+        )
+    if outcome.status_change is not None:
+        suspended = outcome.status_change.status == MembershipStatus.SUSPENDED
+        if outcome.status_change.status != MembershipStatus.FAILED:
+            await context.bot.send_message(
+                chat_id, texts.status_change(outcome.status_change.reason, suspended)
+            )
+    await show(context, chat_id, outcome.next)
+
+
+def dispute_keyboard(answer_id: int) -> InlineKeyboardMarkup:
+    button = InlineKeyboardButton(texts.DISPUTE_BUTTON, callback_data=encode_dispute(answer_id))
+    return InlineKeyboardMarkup([[button]])
+
+
+async def edit_body(message: Message, chosen: str | None) -> None:
+    """Show the choice under the item and drop the buttons (text or media caption alike)."""
+    body = message.text if message.text is not None else message.caption
+    new_body = texts.answered(body or "", chosen) if chosen else texts.expired(body or "")
+    try:
+        if message.text is not None:
+            await message.edit_text(new_body, reply_markup=None)
+        else:
+            await message.edit_caption(new_body, reply_markup=None)
+    except BadRequest as error:
+        # A redelivered update may find the message already edited; that is fine.
+        if "not modified" not in error.message.lower():
+            raise
+
+
+async def dispute(update: Update, context: Context) -> None:
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    answer_id = decode_dispute(query.data)
+    dispute_id = None
+    if answer_id is not None:
+        dispute_id = await context.bot_data.store.dispute(answer_id, query.from_user.id)
+    if dispute_id is None:
+        await query.answer(texts.ALERTS[Rejection.FORGED], show_alert=True)
+        return
+    await query.answer(texts.DISPUTE_RECORDED)
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(None)
+    await context.bot.send_message(
+        query.from_user.id,
+        DISPUTE_PROMPT.format(id=dispute_id),
+        reply_markup=ForceReply(input_field_placeholder="What is wrong with it?"),
+    )
+
+
+async def dispute_reason(update: Update, context: Context) -> None:
+    """A reply to the dispute prompt: the optional reason, found by the id in the prompt."""
+    message = update.effective_message
+    if message is None or message.reply_to_message is None or message.from_user is None:
+        return
+    match = DISPUTE_PROMPT_RE.match(message.reply_to_message.text or "")
+    if match is None or not message.text:
+        return
+    saved = await context.bot_data.store.set_dispute_reason(
+        int(match.group(1)), message.from_user.id, message.text
+    )
+    await message.reply_text(texts.DISPUTE_RECORDED if saved else texts.ALERTS[Rejection.FORGED])
+
+
+def register(application: Application) -> None:
+    private = filters.ChatType.PRIVATE
+    application.add_handlers(
+        [
+            CommandHandler("start", start, filters=private),
+            CommandHandler("next", next_item, filters=private),
+            CommandHandler("guidelines", guidelines, filters=private),
+            CommandHandler("help", help_command, filters=private),
+            CallbackQueryHandler(answer, pattern=ANSWER_PATTERN),
+            CallbackQueryHandler(dispute, pattern=DISPUTE_PATTERN),
+            CallbackQueryHandler(join_taskset, pattern=JOIN_PATTERN),
+            MessageHandler(
+                private & filters.REPLY & filters.TEXT & ~filters.COMMAND, dispute_reason
+            ),
+            # Last in the group: any other callback (an old or forged button) gets an alert.
+            CallbackQueryHandler(stale_button),
+        ]
+    )
+
+
+async def stale_button(update: Update, context: Context) -> None:
+    if update.callback_query is not None:
+        await update.callback_query.answer(texts.ALERTS[Rejection.FORGED], show_alert=True)

@@ -1,0 +1,261 @@
+"""Typed SQLAlchemy 2 models. Constraints live here so the database enforces the invariants.
+
+Room is left for the earnings ledger (``ledger_entries``) and the coordinators' flow (task set
+status, disputes); the worker hot path touches ``assignments``, ``answers``, ``items`` and
+``memberships`` only.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names keep Alembic autogenerate and SQLite batch mode happy.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as plain strings with a CHECK, identical on SQLite and PostgreSQL.
+    return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class WorkerStatus(enum.StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # blocked the bot (Telegram 403)
+    BANNED = "banned"
+
+
+class TaskSetStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+class MembershipStatus(enum.StrEnum):
+    QUALIFYING = "qualifying"
+    ACTIVE = "active"
+    FAILED = "failed"  # did not pass the qualification
+    SUSPENDED = "suspended"  # by a quality rule; a coordinator may reinstate
+
+
+class AssignmentState(enum.StrEnum):
+    LEASED = "leased"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
+
+
+class AnswerKind(enum.StrEnum):
+    LABEL = "label"
+    SKIP = "skip"
+    UNSURE = "unsure"
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+
+    # The Telegram user id: the hot path needs no lookup to know who tapped.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    display_name: Mapped[str] = mapped_column(String(128))
+    username: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[WorkerStatus] = mapped_column(_enum(WorkerStatus), default=WorkerStatus.ACTIVE)
+    current_taskset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tasksets.id", ondelete="SET NULL")
+    )
+    joined_at: Mapped[datetime]
+
+
+class TaskSet(Base):
+    __tablename__ = "tasksets"
+    __table_args__ = (
+        CheckConstraint("overlap_min >= 1 AND overlap_max >= overlap_min", name="overlap"),
+        CheckConstraint("reward_minor >= 0", name="reward"),
+        CheckConstraint("gold_ratio >= 0 AND gold_ratio <= 1", name="gold_ratio"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(256))
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    question: Mapped[str] = mapped_column(Text)
+    # [{"value": ..., "text": ...}, ...]; callback data carries the index into this list.
+    labels: Mapped[list[Any]]
+    overlap_min: Mapped[int]
+    overlap_max: Mapped[int]
+    overlap_confidence: Mapped[float | None] = mapped_column(Float)
+    reward_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    gold_ratio: Mapped[float] = mapped_column(Float, default=0.1)
+    qualification: Mapped[dict[str, Any] | None]
+    # Auto-suspension thresholds (tasksets.quality.QualityRules as a dict).
+    quality: Mapped[dict[str, Any]]
+    status: Mapped[TaskSetStatus] = mapped_column(
+        _enum(TaskSetStatus), default=TaskSetStatus.ACTIVE
+    )
+    created_at: Mapped[datetime]
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("taskset_id", "external_id"),
+        CheckConstraint("answer_count >= 0 AND in_flight >= 0", name="counts"),
+        Index("ix_items_gold", "taskset_id", "is_gold", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    taskset_id: Mapped[int] = mapped_column(ForeignKey("tasksets.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(128))
+    position: Mapped[int]
+    text: Mapped[str | None] = mapped_column(Text)
+    media_kind: Mapped[str | None] = mapped_column(String(8))
+    media_ref: Mapped[str | None] = mapped_column(Text)
+    gold_label: Mapped[str | None] = mapped_column(String(64))
+    explanation: Mapped[str | None] = mapped_column(Text)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Labeled answers so far; live leases; answers wanted (grows with dynamic overlap).
+    answer_count: Mapped[int] = mapped_column(default=0)
+    in_flight: Mapped[int] = mapped_column(default=0)
+    needed: Mapped[int]
+    # answer_count + in_flight < needed, kept in step by every statement that moves the counters.
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+    confidence: Mapped[float | None] = mapped_column(Float)
+
+
+# next_item_for walks this index in its ORDER BY; the cost does not depend on the set's size.
+Index(
+    "ix_items_pick",
+    Item.taskset_id,
+    Item.is_gold,
+    Item.open,
+    Item.answer_count.desc(),
+    Item.position,
+)
+
+
+class Membership(Base):
+    """A worker's standing in one task set: qualification, gold score, suspension."""
+
+    __tablename__ = "memberships"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
+    )
+    taskset_id: Mapped[int] = mapped_column(
+        ForeignKey("tasksets.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[MembershipStatus] = mapped_column(_enum(MembershipStatus))
+    gold_answers: Mapped[int] = mapped_column(default=0)
+    gold_correct: Mapped[int] = mapped_column(default=0)
+    answers: Mapped[int] = mapped_column(default=0)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    joined_at: Mapped[datetime]
+
+
+class Assignment(Base):
+    """An item handed to a worker: a lease with an expiry, named by an opaque token."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("worker_id", "item_id"),
+        Index("ix_assignments_expiry", "state", "expires_at"),
+        Index("ix_assignments_worker_live", "worker_id", "taskset_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(24), unique=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    taskset_id: Mapped[int] = mapped_column(ForeignKey("tasksets.id", ondelete="CASCADE"))
+    state: Mapped[AssignmentState] = mapped_column(_enum(AssignmentState))
+    # Set from the callback that answers it: storing it at send time would cost a round trip.
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    served_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("worker_id", "item_id"),
+        Index("ix_answers_item", "item_id"),
+        Index("ix_answers_worker", "taskset_id", "worker_id", "id"),
+        Index("ix_answers_recent", "taskset_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
+    )
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    taskset_id: Mapped[int] = mapped_column(ForeignKey("tasksets.id", ondelete="CASCADE"))
+    kind: Mapped[AnswerKind] = mapped_column(_enum(AnswerKind))
+    label: Mapped[str | None] = mapped_column(String(64))
+    seconds: Mapped[float]
+    created_at: Mapped[datetime]
+
+
+class LedgerEntry(Base):
+    """Append-only earnings ledger in integer minor units; a balance is a SUM, never a float."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_worker", "worker_id", "currency"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
+    taskset_id: Mapped[int | None] = mapped_column(ForeignKey("tasksets.id", ondelete="SET NULL"))
+    # One reward per answer at most: the UNIQUE makes double crediting impossible.
+    answer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("answers.id", ondelete="RESTRICT"), unique=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # reward | payout | adjustment
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime]
+
+
+class Dispute(Base):
+    """A worker's objection to a gold answer; coordinators review these."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (UniqueConstraint("answer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -1,0 +1,99 @@
+"""Small result types the storage operations return; handlers map each one to a message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from storage.models import MembershipStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LabelOption:
+    value: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSetView:
+    """The immutable part of a task set that rendering needs, cached per process."""
+
+    id: int
+    name: str
+    title: str
+    instructions: str
+    question: str
+    labels: tuple[LabelOption, ...]
+    reward_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServedItem:
+    """An item leased to a worker; ``token`` goes into the callback data, nothing else does."""
+
+    token: str
+    taskset: TaskSetView
+    text: str | None
+    media_kind: str | None
+    media_ref: str | None
+    number: int  # the worker's n-th item in this set, for "Item 12" in the message
+
+
+class NoItemReason(StrEnum):
+    ALL_DONE = "all_done"  # nothing left for this worker
+    NO_TASKSET = "no_taskset"  # the worker has not joined a set, or it is gone
+    NOT_ACTIVE = "not_active"  # the set is paused or closed
+    SUSPENDED = "suspended"
+    FAILED_QUALIFICATION = "failed_qualification"
+    BLOCKED = "blocked"  # worker banned
+
+
+@dataclass(frozen=True, slots=True)
+class NoItem:
+    reason: NoItemReason
+    taskset: TaskSetView | None = None
+    detail: str | None = None  # e.g. why a worker was suspended
+
+
+NextItem = ServedItem | NoItem
+
+
+@dataclass(frozen=True, slots=True)
+class GoldFeedback:
+    correct: bool
+    gold_label: str
+    explanation: str | None
+    answer_id: int
+    training: bool  # part of the qualification
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """The worker's standing in the set changed with this answer."""
+
+    status: MembershipStatus
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    chosen: str  # button text of the choice, or "Skipped" / "Not sure"
+    gold: GoldFeedback | None
+    status_change: StatusChange | None
+    next: NextItem
+
+
+class Rejection(StrEnum):
+    FORGED = "forged"  # no such token, or a malformed choice
+    FOREIGN = "foreign"  # another worker's button
+    DUPLICATE = "duplicate"  # already answered: a double tap or a redelivered update
+    EXPIRED = "expired"  # the lease ran out and the item went to someone else
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Rejection
+
+
+AnswerOutcome = Recorded | Rejected

@@ -1,0 +1,271 @@
+"""The task set schema: labels, items, overlap, reward. Validation here is the single source of
+what a loadable task set is; the parsers only turn files into the raw shape these models take."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from tasksets import money
+
+MediaKind = Literal["image", "audio", "video"]
+MEDIA_KINDS: tuple[MediaKind, ...] = ("image", "audio", "video")
+MAX_ITEMS = 100_000
+# Telegram's limits: a text message holds 4096 characters, a media caption 1024.
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+# Error type of a repeated item id; its context names the index of the first use, which the
+# parsers turn into a line number.
+DUPLICATE_ID = "duplicate_item_id"
+
+_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Label(BaseModel):
+    """One answer option: `value` is stored and exported, `text` is shown on the button."""
+
+    model_config = ConfigDict(**_MODEL_CONFIG, coerce_numbers_to_str=True)
+
+    value: str = Field(min_length=1, max_length=32)
+    text: str = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_plain_value(cls, data: object) -> object:
+        # "pos" (or a number on a rating scale) is both the value and the button text.
+        if isinstance(data, str | int) and not isinstance(data, bool):
+            return {"value": data, "text": data}
+        if isinstance(data, dict) and "text" not in data:
+            return {**data, "text": data.get("value")}
+        return data
+
+
+class Item(BaseModel):
+    """One thing to label: text and/or one media reference (URL or Telegram file_id)."""
+
+    model_config = ConfigDict(**_MODEL_CONFIG, coerce_numbers_to_str=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    text: str | None = None
+    image: str | None = None
+    audio: str | None = None
+    video: str | None = None
+    gold: str | None = None
+    explanation: str | None = None
+
+    @field_validator("text", "image", "audio", "video", "gold", "explanation")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        # An empty CSV cell or "" in JSON means the field is not given.
+        return value or None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Self:
+        media = [kind for kind in MEDIA_KINDS if getattr(self, kind) is not None]
+        if len(media) > 1:
+            raise ValueError(f"has {' and '.join(media)}: an item takes at most one media field")
+        if not media and self.text is None:
+            raise ValueError("needs text or a media field (image, audio or video)")
+        limit = MAX_CAPTION if media else MAX_TEXT
+        if self.text is not None and len(self.text) > limit:
+            where = "as a media caption" if media else "in a message"
+            raise _errors(
+                self,
+                _located(
+                    ("text",),
+                    self.text,
+                    "text_too_long",
+                    "has {length} characters; Telegram shows at most {limit} " + where,
+                    length=len(self.text),
+                    limit=limit,
+                ),
+            )
+        return self
+
+    @property
+    def media(self) -> tuple[MediaKind, str] | None:
+        """The media field that is set, as (kind, URL or file_id), or None for a text item."""
+        for kind in MEDIA_KINDS:
+            reference: str | None = getattr(self, kind)
+            if reference is not None:
+                return kind, reference
+        return None
+
+
+class Overlap(BaseModel):
+    """How many workers label each item: `min`, raised up to `max` while the answers agree
+    less than `confidence`. A plain number k means exactly k."""
+
+    model_config = _MODEL_CONFIG
+
+    min: int = Field(ge=1, le=100)
+    max: int = Field(ge=1, le=100)
+    confidence: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_count(cls, data: object) -> object:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return {"min": data, "max": data}
+        return data
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Self:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class Qualification(BaseModel):
+    """A worker first answers `items` gold questions and continues only at `min_accuracy`."""
+
+    model_config = _MODEL_CONFIG
+
+    items: int = Field(ge=1)
+    min_accuracy: float = Field(ge=0, le=1)
+
+
+class TaskSetSpec(BaseModel):
+    """A validated task set, as loaded from a JSON, JSONL or CSV file."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str
+    title: str = Field(default="", max_length=256)  # the name when not given
+    instructions: str = Field(default="", max_length=MAX_TEXT)
+    question: str = Field(default="Choose a label", min_length=1)
+    labels: list[Label] = Field(min_length=2)
+    overlap: Overlap = Overlap(min=3, max=3)
+    # currency comes before reward: the reward validator reads it to check the decimals.
+    currency: str = "USD"
+    reward: Decimal = Field(default=Decimal(0), ge=0)
+    gold_ratio: float = Field(default=0.1, ge=0, le=1)
+    qualification: Qualification | None = None
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _title_defaults_to_name(cls, data: object) -> object:
+        if isinstance(data, dict) and not data.get("title") and isinstance(data.get("name"), str):
+            return {**data, "title": data["name"]}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_slug(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid name: use 1-64 characters of a-z 0-9 _ -")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_distinct(cls, labels: list[Label]) -> list[Label]:
+        for attribute in ("value", "text"):
+            seen: set[str] = set()
+            for label in labels:
+                shown = getattr(label, attribute)
+                if shown in seen:
+                    raise ValueError(f"two labels have the {attribute} {shown!r}")
+                seen.add(shown)
+        return labels
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        code = value.upper()
+        money.minor_units(code)  # raises ValueError for a malformed code
+        return code
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _reward_is_exact(cls, value: object, info: ValidationInfo) -> object:
+        # A float has already lost the decimal the coordinator wrote (0.1 is 0.1000000000000000055).
+        if isinstance(value, bool | float):
+            raise ValueError('write the reward as a decimal string such as "0.02"')
+        if isinstance(value, int):
+            value = Decimal(value)
+        currency = info.data.get("currency")  # absent when the currency itself is invalid
+        if isinstance(value, str | Decimal) and currency is not None:
+            money.to_minor(value, currency)  # raises ValueError: negative, too many decimals
+        return value
+
+    @model_validator(mode="after")
+    def _items_agree(self) -> Self:
+        # Cross-item checks, raised as one error per offending item so the parsers can name it.
+        errors: list[InitErrorDetails] = []
+        first_use: dict[str, int] = {}
+        labels = ", ".join(self.label_values)
+        for index, item in enumerate(self.items):
+            first = first_use.setdefault(item.id, index)
+            if first != index:
+                errors.append(
+                    _located(
+                        ("items", index, "id"),
+                        item.id,
+                        DUPLICATE_ID,
+                        "duplicate id: items[{first_index}] and items[{index}]",
+                        first_index=first,
+                        index=index,
+                    )
+                )
+            if item.gold is not None and item.gold not in self.label_values:
+                errors.append(
+                    _located(
+                        ("items", index, "gold"),
+                        item.gold,
+                        "unknown_gold",
+                        "'{gold}' is not one of the labels {labels}",
+                        gold=item.gold,
+                        labels=labels,
+                    )
+                )
+        gold_items = sum(item.gold is not None for item in self.items)
+        if self.qualification is not None and self.qualification.items > gold_items:
+            errors.append(
+                _located(
+                    ("qualification", "items"),
+                    self.qualification.items,
+                    "not_enough_gold",
+                    "asks for {wanted} gold items but the set has {gold_items}",
+                    wanted=self.qualification.items,
+                    gold_items=gold_items,
+                )
+            )
+        if errors:
+            raise _errors(self, *errors)
+        return self
+
+    @property
+    def label_values(self) -> list[str]:
+        return [label.value for label in self.labels]
+
+    @property
+    def reward_minor(self) -> int:
+        """The reward per answer in integer minor units of `currency` ("0.02" USD -> 2)."""
+        return money.to_minor(self.reward, self.currency)
+
+
+def _located(
+    loc: tuple[str | int, ...], value: object, kind: str, template: str, **context: object
+) -> InitErrorDetails:
+    """An error at `loc` (relative to the model raising it); `template` formats `context`."""
+    return InitErrorDetails(type=PydanticCustomError(kind, template, context), loc=loc, input=value)
+
+
+def _errors(model: BaseModel, *errors: InitErrorDetails) -> ValidationError:
+    # A ValidationError raised in a validator keeps each error's own location, nested under
+    # the location of the model being validated: ("items", 5, "gold") from the task set.
+    return ValidationError.from_exception_data(type(model).__name__, list(errors))
