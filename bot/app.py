@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from telegram import BotCommand, Update
@@ -79,6 +80,28 @@ def build_application(
     worker.register(application)
     application.add_error_handler(on_error)
     return application
+
+
+@asynccontextmanager
+async def polling(application: LabelBotApp, *, poll_timeout: int = 10) -> AsyncIterator[None]:
+    """Run the application with long polling inside an event loop someone else owns.
+
+    What ``run_polling`` does, minus signal handling and loop ownership, so the demo, the
+    tests and the benchmarks run the same Application in their own loop.
+    """
+    async with application:
+        if application.post_init is not None:
+            await application.post_init(application)
+        assert application.updater is not None
+        await application.updater.start_polling(poll_interval=0.0, timeout=poll_timeout)
+        await application.start()
+        try:
+            yield
+        finally:
+            await application.updater.stop()
+            await application.stop()
+            if application.post_shutdown is not None:
+                await application.post_shutdown(application)
 
 
 async def sweep_leases(context: Context) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from telegram import (
+    CallbackQuery,
     ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -55,6 +56,17 @@ COMMANDS = [
     ("guidelines", "How to label this task"),
     ("help", "How this bot works"),
 ]
+
+
+async def answer_query(
+    query: CallbackQuery, text: str | None = None, show_alert: bool = False
+) -> None:
+    """Answer a button tap; a redelivered update finds its query already answered, and that's fine."""
+    try:
+        await query.answer(text, show_alert=show_alert)
+    except BadRequest as error:
+        if "query is too old" not in error.message.lower():
+            raise
 
 
 def item_keyboard(served: ServedItem) -> InlineKeyboardMarkup:
@@ -166,9 +178,9 @@ async def join_taskset(update: Update, context: Context) -> None:
             taskset_id=taskset_id,
         )
     if view is None:
-        await query.answer(texts.NO_TASKSETS, show_alert=True)
+        await answer_query(query, texts.NO_TASKSETS, show_alert=True)
         return
-    await query.answer()
+    await answer_query(query)
     await context.bot.send_message(user.id, texts.greeting(user.first_name, view))
     await show(context, user.id, await context.bot_data.store.next_item_for(user.id))
 
@@ -202,7 +214,7 @@ async def answer(update: Update, context: Context) -> None:
         return
     data = decode_answer(query.data)
     if data is None:
-        await query.answer(texts.ALERTS[Rejection.FORGED], show_alert=True)
+        await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
         return
     message = query.message if isinstance(query.message, Message) else None
     store = context.bot_data.store
@@ -214,13 +226,13 @@ async def answer(update: Update, context: Context) -> None:
     )
     chat_id = query.from_user.id
     if isinstance(outcome, Rejected):
-        await query.answer(texts.ALERTS[outcome.reason], show_alert=True)
+        await answer_query(query, texts.ALERTS[outcome.reason], show_alert=True)
         if outcome.reason == Rejection.EXPIRED:
             if message is not None:
                 await edit_body(message, None)
             await show(context, chat_id, await store.next_item_for(chat_id))
         return
-    await query.answer()
+    await answer_query(query)
     if message is not None:
         await edit_body(message, outcome.chosen)
     if outcome.gold is not None:
@@ -267,9 +279,9 @@ async def dispute(update: Update, context: Context) -> None:
     if answer_id is not None:
         dispute_id = await context.bot_data.store.dispute(answer_id, query.from_user.id)
     if dispute_id is None:
-        await query.answer(texts.ALERTS[Rejection.FORGED], show_alert=True)
+        await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
         return
-    await query.answer(texts.DISPUTE_RECORDED)
+    await answer_query(query, texts.DISPUTE_RECORDED)
     if isinstance(query.message, Message):
         await query.message.edit_reply_markup(None)
     await context.bot.send_message(
@@ -315,4 +327,4 @@ def register(application: Application) -> None:
 
 async def stale_button(update: Update, context: Context) -> None:
     if update.callback_query is not None:
-        await update.callback_query.answer(texts.ALERTS[Rejection.FORGED], show_alert=True)
+        await answer_query(update.callback_query, texts.ALERTS[Rejection.FORGED], show_alert=True)

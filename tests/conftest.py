@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot.app import LabelBotApp, build_application
+from bot.app import LabelBotApp, build_application, polling
 from bot.fake_telegram import FakeTelegram
 from bot.settings import Settings
 from storage.engine import create_engine
@@ -157,10 +157,5 @@ async def bot(
         coordinators=frozenset({999}),
     )
     application = build_application(settings, migrate=False, clock=clock, rng=random.Random(3))
-    async with application:
-        await application.start()
-        assert application.updater is not None
-        await application.updater.start_polling(poll_interval=0.0, timeout=1)
+    async with polling(application, poll_timeout=1):
         yield application
-        await application.updater.stop()
-        await application.stop()

@@ -1,0 +1,200 @@
+"""A worker labels in Telegram: the real Application against the fake Bot API, both transports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot.app import LabelBotApp
+from bot.fake_telegram import FakeTelegram, FakeUser
+from handlers.services import Services
+from storage.models import Answer, LedgerEntry, Worker, WorkerStatus
+from tests.factories import LABELS, make_spec
+
+ALL_DONE = "All done"
+
+
+def store_of(bot: LabelBotApp) -> Any:
+    services: Services = bot.bot_data
+    return services.store
+
+
+async def answers_in_db(bot: LabelBotApp) -> int:
+    async with store_of(bot).sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Answer)) or 0)
+
+
+def item_messages(user: FakeUser) -> list[dict[str, Any]]:
+    return [
+        m for m in user.messages if (m.get("text") or m.get("caption") or "").startswith("Item")
+    ]
+
+
+async def label_until_done(user: FakeUser, choose: str = LABELS[0], limit: int = 100) -> int:
+    """Tap ``choose`` on each item until the bot says all is done; returns taps made."""
+    taps = 0
+    while taps < limit:
+        last = await user.wait_for(lambda m: "reply_markup" in m or ALL_DONE in m.get("text", ""))
+        if ALL_DONE in last.get("text", ""):
+            return taps
+        await user.press(choose, message_id=last["message_id"])
+        taps += 1
+        await user.wait_for(lambda m, mid=last["message_id"]: m["message_id"] > mid or False)
+    raise AssertionError("the worker never reached the end")
+
+
+async def test_three_workers_label_a_set_to_the_end(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=20, overlap=2))
+    workers = [telegram.user(uid, f"Worker{uid}") for uid in (11, 12, 13)]
+    for user in workers:
+        await user.send_text("/start")
+        await user.wait_for("Item 1")
+
+    taps = 0
+    for user in workers:
+        taps += await label_until_done(user)
+
+    assert taps == 40
+    assert await answers_in_db(bot) == 40
+    for user in workers:
+        assert ALL_DONE in user.last["text"]
+        bodies = [m.get("text", "").split("\n\n")[1] for m in item_messages(user)]
+        assert len(bodies) == len(set(bodies)), "a worker saw an item twice"
+        # Every answered item shows the choice, and no buttons are left on it.
+        for message in item_messages(user):
+            assert "Your answer: positive" in message["text"]
+            assert "reply_markup" not in message
+
+
+async def test_item_message_has_label_skip_and_unsure_buttons(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=2, overlap=1))
+    ann = telegram.user(21, "Ann")
+    await ann.send_text("/start")
+    item = await ann.wait_for("Item 1")
+    buttons = [b for row in item["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["text"] for b in buttons] == [*LABELS, "Skip", "Not sure"]
+    for button in buttons:
+        assert len(button["callback_data"].encode()) <= 64
+    greeting = ann.messages[0]["text"]
+    assert "Pick the feeling the author expresses" in greeting
+
+
+async def test_same_update_twice_and_double_tap_store_one_answer(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=3, overlap=1))
+    ann = telegram.user(31, "Ann")
+    await ann.send_text("/start")
+    item = await ann.wait_for("Item 1")
+
+    update_id = await ann.press("negative", message_id=item["message_id"])
+    await ann.wait_for("Item 2")
+    telegram.redeliver(update_id)  # Telegram re-sends after a crash: same update, same id
+    await ann.press_data(
+        item["reply_markup"]["inline_keyboard"][0][0]["callback_data"], item["message_id"]
+    )
+    await telegram.wait_idle()
+
+    assert await answers_in_db(bot) == 1
+    assert ann.alerts[-1]["text"] == "Already recorded – thanks!"
+    assert len(item_messages(ann)) == 2  # no extra item was sent for the repeats
+    async with store_of(bot).sessions() as session:
+        assert await session.scalar(select(func.sum(LedgerEntry.amount_minor))) == 2
+
+
+async def test_forged_and_foreign_buttons_get_an_alert(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=3, overlap=2))
+    ann, bob = telegram.user(41, "Ann"), telegram.user(42, "Bob")
+    await ann.send_text("/start")
+    ann_item = await ann.wait_for("Item 1")
+    await bob.send_text("/start")
+    bob_item = await bob.wait_for("Item 1")
+
+    await ann.press_data("a:AAAAAAAAAAAAAAAA:0", ann_item["message_id"])
+    assert (await ann.wait_alert())["text"] == "This button is not valid any more."
+    ann_data = ann_item["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    await bob.press_data(ann_data, bob_item["message_id"])
+    assert (await bob.wait_alert())["text"] == "This button belongs to someone else's item."
+    await ann.press_data("garbage", ann_item["message_id"])
+    await telegram.wait_idle()
+    assert len([a for a in ann.alerts if a.get("show_alert")]) == 2
+    assert await answers_in_db(bot) == 0
+
+
+async def test_gold_answer_never_leaves_the_server_before_the_tap(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=0, gold=4, overlap=1, gold_ratio=1.0))
+    ann = telegram.user(51, "Ann")
+    await ann.send_text("/start")
+    item = await ann.wait_for("Item 1")
+    sent = json.dumps([call.params for call in telegram.calls])
+    assert "why 0" not in sent and "why 1" not in sent  # explanations
+    assert item["text"].startswith("Item 1")
+    for row in item["reply_markup"]["inline_keyboard"]:
+        for button in row:
+            assert button["callback_data"].split(":")[1] not in LABELS
+
+
+async def test_blocked_worker_is_marked_inactive(bot: LabelBotApp, telegram: FakeTelegram) -> None:
+    await store_of(bot).load_taskset(make_spec(items=3, overlap=1))
+    ann = telegram.user(61, "Ann")
+    await ann.send_text("/start")
+    item = await ann.wait_for("Item 1")
+    telegram.block(61)
+    await ann.press("positive", message_id=item["message_id"])
+    await telegram.wait_idle()
+    async with store_of(bot).sessions() as session:
+        status = await session.scalar(select(Worker.status).where(Worker.id == 61))
+    assert status == WorkerStatus.INACTIVE
+    assert await answers_in_db(bot) == 1  # the tap itself was stored before the send failed
+
+
+async def test_commands_are_registered_for_the_phone_menu(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    calls = [call for call in telegram.calls if call.method == "setMyCommands"]
+    assert calls
+    names = [command["command"] for command in calls[-1].params["commands"]]
+    assert {"start", "next", "guidelines", "help"} <= set(names)
+
+
+async def test_nothing_to_label_says_so(bot: LabelBotApp, telegram: FakeTelegram) -> None:
+    ann = telegram.user(71, "Ann")
+    await ann.send_text("/start")
+    assert "nothing to label" in (await ann.wait_for("nothing"))["text"]
+
+
+async def test_deep_link_joins_the_named_set(bot: LabelBotApp, telegram: FakeTelegram) -> None:
+    await store_of(bot).load_taskset(make_spec("first", items=2))
+    await store_of(bot).load_taskset(make_spec("second", items=2))
+    ann = telegram.user(81, "Ann")
+    await ann.send_text("/start")
+    await ann.wait_for("Which task")
+    await ann.send_text("/start second")
+    assert "“Second”" in (await ann.wait_for("You are labeling"))["text"]
+    await ann.wait_for("Item 1")
+
+
+async def test_media_items_arrive_as_photo_with_caption(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    spec = make_spec(items=1)
+    photo = spec.items[0].model_copy(update={"image": "https://example.org/cat.jpg"})
+    spec = spec.model_copy(update={"items": [photo]})
+    await store_of(bot).load_taskset(spec)
+    ann = telegram.user(91, "Ann")
+    await ann.send_text("/start")
+    item = await ann.wait_for(lambda m: "photo" in m)
+    assert item["caption"].startswith("Item 1")
+    await ann.press("neutral", message_id=item["message_id"])
+    edited = await ann.wait_for(lambda m: "Your answer: neutral" in m.get("caption", ""))
+    assert "reply_markup" not in edited
