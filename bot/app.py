@@ -83,25 +83,35 @@ def build_application(
 
 
 @asynccontextmanager
-async def polling(application: LabelBotApp, *, poll_timeout: int = 10) -> AsyncIterator[None]:
-    """Run the application with long polling inside an event loop someone else owns.
+async def running(application: LabelBotApp) -> AsyncIterator[None]:
+    """Initialise, run ``post_init``, start; and the reverse on the way out.
 
-    What ``run_polling`` does, minus signal handling and loop ownership, so the demo, the
-    tests and the benchmarks run the same Application in their own loop.
+    What ``run_polling``/``run_webhook`` do around the update source, minus signal handling and
+    loop ownership, so ``labelbot run``, the demo, the tests and the benchmarks share one path.
     """
     async with application:
         if application.post_init is not None:
             await application.post_init(application)
-        assert application.updater is not None
-        await application.updater.start_polling(poll_interval=0.0, timeout=poll_timeout)
         await application.start()
         try:
             yield
         finally:
-            await application.updater.stop()
             await application.stop()
             if application.post_shutdown is not None:
                 await application.post_shutdown(application)
+
+
+@asynccontextmanager
+async def polling(application: LabelBotApp, *, poll_timeout: int = 10) -> AsyncIterator[None]:
+    """Run the application with long polling inside an event loop someone else owns."""
+    async with running(application):
+        assert application.updater is not None
+        await application.bot.delete_webhook()
+        await application.updater.start_polling(poll_interval=0.0, timeout=poll_timeout)
+        try:
+            yield
+        finally:
+            await application.updater.stop()
 
 
 async def sweep_leases(context: Context) -> None:

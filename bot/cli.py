@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="migrate the database and start the bot")
+    run.add_argument(
+        "--workers", type=int, default=1, help="webhook processes sharing the port (webhook mode)"
+    )
+    # Used by the supervisor for its children: the parent has migrated already.
+    run.add_argument("--no-migrate", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser(
@@ -121,26 +127,29 @@ def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]])
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.app import build_application
+    from bot.serve import serve, supervise
 
     try:
         settings.token()
     except ValueError as error:
         print(f"labelbot: {error}", file=sys.stderr)
         return EXIT_INVALID
-    application = build_application(settings)
-    if settings.webhook_url:
-        assert settings.webhook_secret is not None  # the settings validator insists
-        log.info("serving webhook on %s:%s", settings.listen, settings.port)
-        application.run_webhook(
-            listen=settings.listen,
-            port=settings.port,
-            webhook_url=settings.webhook_url,
-            secret_token=settings.webhook_secret.get_secret_value(),
+    if args.workers > 1 and not settings.webhook_url:
+        print(
+            "labelbot: --workers needs webhook mode (LABELBOT_WEBHOOK_URL): "
+            "Telegram allows one long-polling process per bot",
+            file=sys.stderr,
         )
-    else:
-        log.info("long polling %s", settings.telegram_base_url.split("/bot")[0])
-        application.run_polling()
+        return EXIT_INVALID
+    if not args.no_migrate:
+        with_store(settings, migrated)
+    if args.workers > 1:
+        return supervise(args.workers)
+    asyncio.run(serve(settings, reuse_port=args.reuse_port))
+    return 0
+
+
+async def migrated(_store: LabelStore) -> int:
     return 0
 
 
@@ -248,11 +257,9 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    async def done(_store: LabelStore) -> int:
-        print("database is at the latest revision")
-        return 0
-
-    return with_store(settings, done)
+    with_store(settings, migrated)
+    print("database is at the latest revision")
+    return 0
 
 
 def cmd_reinstate(args: argparse.Namespace, settings: Settings) -> int:

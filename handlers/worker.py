@@ -61,7 +61,7 @@ COMMANDS = [
 async def answer_query(
     query: CallbackQuery, text: str | None = None, show_alert: bool = False
 ) -> None:
-    """Answer a button tap; a redelivered update finds its query already answered, and that's fine."""
+    """Answer a tap; a redelivered update finds its query answered already, and that is fine."""
     try:
         await query.answer(text, show_alert=show_alert)
     except BadRequest as error:

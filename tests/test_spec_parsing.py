@@ -460,6 +460,30 @@ def test_json_like_text_parses_or_raises_task_set_error(text: str) -> None:
         assert error.problems
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children)
+    ),
+    max_leaves=5,
+)
+SPEC_KEYS = ["name", "title", "question", "labels", "overlap", "reward", "currency", "gold_ratio"]
+ITEM_KEYS = ["id", "text", "image", "audio", "gold", "explanation"]
+
+
+@given(
+    spec=st.dictionaries(st.sampled_from(SPEC_KEYS), JSON_VALUES),
+    items=st.lists(st.dictionaries(st.sampled_from(ITEM_KEYS), JSON_VALUES) | JSON_VALUES),
+)
+def test_any_json_shaped_spec_parses_or_raises_task_set_error(
+    spec: dict[str, object], items: list[object]
+) -> None:
+    try:
+        parse_taskset_bytes(json.dumps(spec | {"items": items}).encode(), "json")
+    except TaskSetError as error:
+        assert error.problems
+
+
 # ------------------------------------------------------------------ chat caption
 
 

@@ -1,0 +1,100 @@
+"""The webhook endpoint, served by aiohttp (PTB's custom-webhook pattern).
+
+Telegram POSTs each update with the secret header; a request without the right secret is refused
+before its body is read. A good update goes on ``application.update_queue`` as ``Update.de_json``,
+exactly where PTB's own poller or webhook server would put it. ``/healthz`` tells a load balancer
+whether this process can reach the database and when it last got an update.
+
+Why not PTB's built-in webhook server: it needs tornado (another HTTP stack beside aiohttp, which
+labelbot already uses for the Bot API), has no place for ``/healthz``, and cannot share one port
+between several processes (``SO_REUSEPORT``), which ``labelbot run --workers N`` relies on.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy import text
+from telegram import Update
+
+from bot.app import LabelBotApp
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_UPDATE_BYTES = 1 << 20
+
+
+class WebhookServer:
+    def __init__(
+        self,
+        application: LabelBotApp,
+        *,
+        secret: str,
+        listen: str,
+        port: int,
+        path: str = "/telegram",
+        reuse_port: bool = False,
+    ) -> None:
+        self.application = application
+        self.secret = secret.encode()
+        self.listen, self.port, self.path = listen, port, path
+        self.reuse_port = reuse_port
+        self.last_update_at: float | None = None
+        self.updates = 0
+        app = web.Application(client_max_size=MAX_UPDATE_BYTES)
+        app.router.add_post(path, self.receive)
+        app.router.add_get("/healthz", self.health)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._site: web.TCPSite | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        self._site = web.TCPSite(
+            self._runner, self.listen, self.port, reuse_port=self.reuse_port or None
+        )
+        await self._site.start()
+        if self.port == 0:  # tests ask for any free port
+            server = self._site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
+        log.info("webhook listening on %s:%s%s", self.listen, self.port, self.path)
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    async def receive(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self.secret):
+            return web.Response(status=403, text="wrong secret token")
+        try:
+            data = json.loads(await request.read())
+            update = Update.de_json(data, self.application.bot)
+        except (ValueError, TypeError, KeyError):
+            log.warning("webhook: dropped a request that is not an update")
+            return web.Response(status=400, text="not a Telegram update")
+        self.last_update_at = time.time()
+        self.updates += 1
+        await self.application.update_queue.put(update)
+        return web.Response()
+
+    async def health(self, request: web.Request) -> web.Response:
+        store = self.application.bot_data.store
+        try:
+            async with store.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            database = "ok"
+        except Exception as error:  # any failure here is the answer, not a crash
+            database = f"unreachable: {type(error).__name__}"
+        last = (
+            datetime.fromtimestamp(self.last_update_at, UTC).isoformat()
+            if self.last_update_at
+            else None
+        )
+        body = {"database": database, "last_update": last, "updates": self.updates}
+        return web.json_response(body, status=200 if database == "ok" else 503)

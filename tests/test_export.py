@@ -1,0 +1,84 @@
+"""Exported results open correctly in spreadsheets and JSON tools, whatever the item text holds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, write_csv, write_jsonl
+
+TRICKY_TEXT = 'She said "fine, whatever"\nand left, slamming the door; 😤'
+
+
+def item_row(**fields: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "item_id": "t1",
+        "label": "negative",
+        "confidence": 0.75,
+        "answers": 4,
+        "gold": None,
+        "text": TRICKY_TEXT,
+    }
+    return row | fields
+
+
+def test_csv_quotes_commas_quotes_and_newlines_so_a_reader_gets_the_text_back() -> None:
+    out = io.StringIO()
+
+    written = write_csv([item_row(), item_row(item_id="t2", text="plain")], ITEM_COLUMNS, out)
+
+    assert written == 2
+    header, first, second = csv.reader(io.StringIO(out.getvalue()))
+    assert tuple(header) == ITEM_COLUMNS
+    assert first == ["t1", "negative", "0.75", "4", "", TRICKY_TEXT]
+    assert second[0] == "t2"
+    assert '"She said ""fine, whatever""\nand left' in out.getvalue()
+
+
+def test_csv_without_rows_still_has_its_header() -> None:
+    out = io.StringIO()
+
+    assert write_csv([], RAW_COLUMNS, out) == 0
+    assert out.getvalue() == "item_id,worker,label,seconds,answered_at\n"
+
+
+def test_csv_writes_only_the_columns_asked_for_in_their_order() -> None:
+    out = io.StringIO()
+    answered = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+
+    write_csv(
+        [{"answered_at": answered, "worker": "w7", "item_id": "t1", "label": "a", "ip": "x"}],
+        RAW_COLUMNS,
+        out,
+    )
+
+    assert out.getvalue().splitlines()[1] == "t1,w7,a,,2025-03-01T12:30:00+00:00"
+
+
+def test_jsonl_round_trips_rows_with_unicode_and_newlines() -> None:
+    rows = [item_row(), item_row(item_id="t2", gold="positive", confidence=1.0, text="ok")]
+    out = io.StringIO()
+
+    written = write_jsonl(rows, ITEM_COLUMNS, out)
+
+    lines = out.getvalue().splitlines()
+    assert written == len(lines) == 2
+    assert [json.loads(line) for line in lines] == rows
+    assert "😤" in lines[0]  # readable text, not \ud83d escapes
+
+
+def test_jsonl_writes_missing_columns_as_null_and_times_in_iso_8601() -> None:
+    out = io.StringIO()
+    answered = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+
+    write_jsonl([{"item_id": "t1", "worker": "w7", "answered_at": answered}], RAW_COLUMNS, out)
+
+    assert json.loads(out.getvalue()) == {
+        "item_id": "t1",
+        "worker": "w7",
+        "label": None,
+        "seconds": None,
+        "answered_at": "2025-03-01T12:30:00+00:00",
+    }
