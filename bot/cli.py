@@ -156,7 +156,9 @@ async def migrated(_store: LabelStore) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from bot.demo import run_demo
 
-    return asyncio.run(run_demo(args.out, seed=args.seed))
+    if not args.verbose:  # the demo prints its own story; library chatter would drown it
+        logging.getLogger().setLevel(logging.WARNING)
+    return run_demo(args.out, seed=args.seed)
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:

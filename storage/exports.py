@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, TextIO
 
 import numpy as np
-from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, write_csv, write_jsonl
 
 from storage.models import AnswerKind, MembershipStatus
 from storage.store import LabelStore, StoredAnswer, StoredItem, as_utc
-from tasksets.aggregation import Aggregate, Answers, Method, aggregate
+from tasksets.aggregation import Answers, Method, aggregate
+from tasksets.agreement import krippendorff_alpha, worker_agreement
+from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, write_csv, write_jsonl
 
 ExportFormat = Literal["csv", "jsonl"]
 # Answers of workers the quality rules took out do not vote.
@@ -51,13 +53,14 @@ async def export_taskset(
     view = await store.view(taskset_id)
     items = await store.items_for_export(taskset_id)
     label_values = [label.value for label in view.labels]
-    result, counts = aggregate_answers(items, answers, label_values, method)
+    coded = code_answers(items, answers, label_values)
+    result = aggregate(coded.answers, method, coded.gold)
     rows = (
         {
             "item_id": item.item_id,
             "label": label_values[result.labels[index]] if result.labels[index] >= 0 else "",
             "confidence": round(float(result.confidence[index]), 4),
-            "answers": int(counts[index]),
+            "answers": int(coded.counts[index]),
             "gold": item.gold or "",
             "text": item.text or "",
         }
@@ -66,13 +69,24 @@ async def export_taskset(
     return write(rows, ITEM_COLUMNS, out)
 
 
-def aggregate_answers(
-    items: list[StoredItem], answers: list[StoredAnswer], label_values: list[str], method: Method
-) -> tuple[Aggregate, np.ndarray]:
-    """Code the stored answers as arrays and aggregate them; gold items are clamped.
+@dataclass(frozen=True, slots=True)
+class CodedSet:
+    """A task set's answers as arrays, with the ids the indexes stand for."""
 
-    Returns the aggregate and the number of counted answers per item.
-    """
+    answers: Answers
+    gold: np.ndarray  # label index per item, -1 where unknown
+    worker_ids: list[int]
+    counts: np.ndarray  # counted answers per item
+
+
+def code_answers(
+    items: list[StoredItem],
+    answers: list[StoredAnswer],
+    label_values: list[str],
+    *,
+    quality_controlled: bool = True,
+) -> CodedSet:
+    """Labeled answers as (item, worker, label) indexes; suspended workers left out by default."""
     item_index = {item.item_id: index for index, item in enumerate(items)}
     label_index = {value: index for index, value in enumerate(label_values)}
     worker_index: dict[int, int] = {}
@@ -84,18 +98,46 @@ def aggregate_answers(
         )
         for answer in answers
         if answer.kind == AnswerKind.LABEL
-        and answer.membership not in EXCLUDED
         and answer.label in label_index
+        and not (quality_controlled and answer.membership in EXCLUDED)
     ]
     array = np.array(coded, dtype=np.int64).reshape(-1, 3)
-    coded_answers = Answers(
-        items=array[:, 0],
-        workers=array[:, 1],
-        labels=array[:, 2],
-        n_items=len(items),
-        n_workers=max(len(worker_index), 1),
-        n_labels=len(label_values),
+    return CodedSet(
+        answers=Answers(
+            items=array[:, 0],
+            workers=array[:, 1],
+            labels=array[:, 2],
+            n_items=len(items),
+            n_workers=max(len(worker_index), 1),
+            n_labels=len(label_values),
+        ),
+        gold=np.array([label_index.get(item.gold or "", -1) for item in items], dtype=np.int64),
+        worker_ids=list(worker_index),
+        counts=np.bincount(array[:, 0], minlength=len(items)),
     )
-    gold = np.array([label_index.get(item.gold or "", -1) for item in items], dtype=np.int64)
-    counts = np.bincount(array[:, 0], minlength=len(items))
-    return aggregate(coded_answers, method, gold), counts
+
+
+@dataclass(frozen=True, slots=True)
+class QualityReport:
+    alpha: float  # Krippendorff's alpha over the counted answers
+    agreement: dict[int, float]  # worker id -> share of their answers equal to the aggregate
+
+
+async def quality_report(
+    store: LabelStore, taskset_id: int, method: Method = "ds"
+) -> QualityReport:
+    view = await store.view(taskset_id)
+    items = await store.items_for_export(taskset_id)
+    coded = code_answers(
+        items, await store.answers_for_export(taskset_id), [label.value for label in view.labels]
+    )
+    result = aggregate(coded.answers, method, coded.gold)
+    agreement = worker_agreement(coded.answers, result.labels)
+    return QualityReport(
+        alpha=krippendorff_alpha(coded.answers),
+        agreement={
+            worker_id: float(agreement[index])
+            for index, worker_id in enumerate(coded.worker_ids)
+            if not np.isnan(agreement[index])
+        },
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from statistics import median
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, bindparam, exists, func, insert, select, update
@@ -105,6 +107,21 @@ class StoredAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerScore:
+    worker_id: int
+    name: str
+    status: MembershipStatus
+    reason: str | None
+    answers: int
+    gold_answers: int
+    gold_correct: int
+    gold_accuracy: float  # smoothed with the Beta prior
+    median_seconds: float | None
+    labels: dict[str, int]
+    earned_minor: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredItem:
     item_id: str
     text: str | None
@@ -191,7 +208,6 @@ class LabelStore:
         spec: TaskSetSpec,
         *,
         status: TaskSetStatus = TaskSetStatus.ACTIVE,
-        quality: QualityRules | None = None,
     ) -> int:
         """Store a validated task set and its items in one transaction; returns its id."""
         now = self.clock()
@@ -211,7 +227,7 @@ class LabelStore:
                 currency=spec.currency,
                 gold_ratio=spec.gold_ratio,
                 qualification=spec.qualification.model_dump() if spec.qualification else None,
-                quality=(quality or QualityRules()).model_dump(),
+                quality=spec.quality.model_dump(),
                 status=status,
                 created_at=now,
             )
@@ -890,6 +906,53 @@ class LabelStore:
                 .order_by(Answer.id)
             )
             return [StoredAnswer(*row) for row in result]
+
+    async def worker_scores(self, taskset_id: int) -> list[WorkerScore]:
+        """Per worker in a set: gold score, speed, label mix, standing and earnings."""
+        async with self.sessions() as session:
+            members = (
+                await session.execute(
+                    select(Membership, Worker.display_name)
+                    .join(Worker, Worker.id == Membership.worker_id)
+                    .where(Membership.taskset_id == taskset_id)
+                    .order_by(Membership.joined_at, Membership.worker_id)
+                )
+            ).all()
+            answers = await session.execute(
+                select(Answer.worker_id, Answer.label, Answer.seconds).where(
+                    Answer.taskset_id == taskset_id
+                )
+            )
+            earned = await session.execute(
+                select(LedgerEntry.worker_id, func.sum(LedgerEntry.amount_minor))
+                .where(LedgerEntry.taskset_id == taskset_id)
+                .group_by(LedgerEntry.worker_id)
+            )
+            earnings = {worker_id: int(total) for worker_id, total in earned}
+        seconds: dict[int, list[float]] = {}
+        labels: dict[int, Counter[str]] = {}
+        for worker_id, label, taken in answers:
+            seconds.setdefault(worker_id, []).append(taken)
+            if label is not None:
+                labels.setdefault(worker_id, Counter())[label] += 1
+        return [
+            WorkerScore(
+                worker_id=member.worker_id,
+                name=name,
+                status=member.status,
+                reason=member.status_reason,
+                answers=member.answers,
+                gold_answers=member.gold_answers,
+                gold_correct=member.gold_correct,
+                gold_accuracy=smoothed_accuracy(member.gold_correct, member.gold_answers),
+                median_seconds=median(seconds[member.worker_id])
+                if member.worker_id in seconds
+                else None,
+                labels=dict(labels.get(member.worker_id, {})),
+                earned_minor=int(earnings.get(member.worker_id, 0)),
+            )
+            for member, name in members
+        ]
 
     async def items_for_export(self, taskset_id: int) -> list[StoredItem]:
         async with self.sessions() as session:

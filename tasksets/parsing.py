@@ -12,7 +12,7 @@ import io
 import json
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -90,18 +90,20 @@ def parse_taskset_bytes(
 ) -> TaskSetSpec:
     """Validate a task set from raw file bytes. `default_name` (e.g. the file name) is used when
     neither the file nor `overrides` name the set."""
+    given = _given(overrides)
     source = _READERS[fmt](_decode(data))
-    raw = source.spec | _given(overrides)
-    if "name" not in raw and default_name is not None:
-        raw["name"] = default_name
+    spec = source.spec | given
+    if default_name is not None:
+        spec.setdefault("name", default_name)
+    source = replace(source, spec=spec, overridden=frozenset(given))
     problems = list(source.problems)
     try:
-        spec = TaskSetSpec.model_validate(raw)
+        taskset = TaskSetSpec.model_validate(spec)
     except ValidationError as exc:
         problems += [source.locate(error) for error in exc.errors()]
     if problems:
         raise TaskSetError(sorted(problems, key=lambda problem: problem.line or 0))
-    return spec
+    return taskset
 
 
 def parse_caption(caption: str) -> SpecOverrides:
@@ -115,13 +117,12 @@ def parse_caption(caption: str) -> SpecOverrides:
     problems: list[Problem] = []
     for word in words:
         key, equals, value = word.partition("=")
-        key = key.strip().lower()
-        if not equals or key not in {"name", "labels", "overlap", "reward"}:
+        if not equals or key.lower() not in {"name", "labels", "overlap", "reward"}:
             problems.append(
                 _problem(f"caption: {word!r} is not one of name=, labels=, overlap=, reward=")
             )
         else:
-            values[key] = value.strip()
+            values[key.lower()] = value
     overlap: int | None = None
     if "overlap" in values:
         try:
@@ -148,7 +149,8 @@ class _Source:
 
     spec: dict[str, object]
     item_lines: list[int] | None = None  # line of each entry of spec["items"]; None for JSON
-    spec_line: int | None = None
+    spec_line: int | None = None  # where the spec fields are, when they are on one line
+    overridden: frozenset[str] = frozenset()  # spec fields that come from SpecOverrides
     missing_hint: str = ""
     problems: list[Problem] = field(default_factory=list)
 
@@ -163,7 +165,8 @@ class _Source:
             if line is None and item is None:
                 return Problem(None, None, _path(loc), message)
             return Problem(line, item, _path(loc[2:]) or None, message)
-        return Problem(self.spec_line, None, _path(loc) or None, message)
+        line = None if loc and loc[0] in self.overridden else self.spec_line
+        return Problem(line, None, _path(loc) or None, message)
 
     def _message(self, error: ErrorDetails) -> str:
         context = error.get("ctx", {})
@@ -208,7 +211,7 @@ def _read_json(text: str) -> _Source:
 
 def _read_jsonl(text: str) -> _Source:
     lines = [(number, line) for number, line in enumerate(text.split("\n"), 1) if line.strip()]
-    (spec_line, header), *item_lines = lines  # _decode refuses empty text
+    (spec_line, header), *rest = lines  # _decode refuses empty text
     spec = _load_json(header, line=spec_line)
     if not isinstance(spec, dict):
         raise TaskSetError(
@@ -219,18 +222,18 @@ def _read_jsonl(text: str) -> _Source:
             [Problem(spec_line, None, "items", "put each item on its own line after the spec")]
         )
     items: list[object] = []
-    lines_of_items: list[int] = []
+    item_lines: list[int] = []
     problems: list[Problem] = []
-    for number, line in item_lines:
+    for number, line in rest:
         try:
             items.append(_load_json(line, line=number))
         except TaskSetError as exc:
             problems += exc.problems
         else:
-            lines_of_items.append(number)
+            item_lines.append(number)
     return _Source(
         spec={**spec, "items": items},
-        item_lines=lines_of_items,
+        item_lines=item_lines,
         spec_line=spec_line,
         problems=problems,
     )

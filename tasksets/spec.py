@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tasksets import money
+from tasksets.quality import QualityRules
 
 MediaKind = Literal["image", "audio", "video"]
 MEDIA_KINDS: tuple[MediaKind, ...] = ("image", "audio", "video")
@@ -154,6 +155,8 @@ class TaskSetSpec(BaseModel):
     reward: Decimal = Field(default=Decimal(0), ge=0)
     gold_ratio: float = Field(default=0.1, ge=0, le=1)
     qualification: Qualification | None = None
+    # Auto-suspension thresholds; the defaults suit most sets.
+    quality: QualityRules = QualityRules()
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @model_validator(mode="before")

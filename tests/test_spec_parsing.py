@@ -8,7 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -335,6 +335,15 @@ def test_jsonl_reports_each_bad_line_and_still_checks_the_others() -> None:
     ]
 
 
+def test_jsonl_spec_errors_point_at_line_one_unless_an_override_caused_them() -> None:
+    data = b'{"name": "x", "labels": ["a", "b"], "gold_ratio": 2}\n{"id": "t1", "text": "a"}\n'
+
+    assert problems_of(data, "jsonl", SpecOverrides(name="Bad")) == [
+        "field 'name': 'Bad' is not a valid name: use 1-64 characters of a-z 0-9 _ -",
+        "line 1 field 'gold_ratio': Input should be less than or equal to 1",
+    ]
+
+
 def test_jsonl_spec_line_must_not_hold_items() -> None:
     data = spec_json() + b'\n{"id": "t3", "text": "x"}\n'
 
@@ -471,6 +480,7 @@ SPEC_KEYS = ["name", "title", "question", "labels", "overlap", "reward", "curren
 ITEM_KEYS = ["id", "text", "image", "audio", "gold", "explanation"]
 
 
+@settings(max_examples=50)
 @given(
     spec=st.dictionaries(st.sampled_from(SPEC_KEYS), JSON_VALUES),
     items=st.lists(st.dictionaries(st.sampled_from(ITEM_KEYS), JSON_VALUES) | JSON_VALUES),
