@@ -73,7 +73,7 @@ async def answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await send_item(context, query.from_user.id)
 
 
-def build(transport: TransportKind) -> Application:  # type: ignore[type-arg]
+def build(transport: TransportKind) -> Application:
     # The same request objects and concurrency as labelbot's build_application.
     request, get_updates_request = build_requests(
         transport, get_updates_read_timeout=30.0, connection_pool_size=256

@@ -493,9 +493,13 @@ class FakeUser:
 
     # -- what the person does -------------------------------------------------------------
 
-    async def send_text(self, text: str) -> int:
-        """Send a message; commands get bot_command entities. Returns the update_id."""
-        message = self._user_message({"text": text}, "entities", text)
+    async def send_text(self, text: str, *, reply_to: JSONDict | None = None) -> int:
+        """Send a message (optionally as a reply to a bot message); commands get bot_command
+        entities. Returns the update_id."""
+        content: JSONDict = {"text": text}
+        if reply_to is not None:
+            content["reply_to_message"] = reply_to
+        message = self._user_message(content, "entities", text)
         return self._telegram.push_update({"message": message})
 
     async def send_document(

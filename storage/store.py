@@ -725,6 +725,12 @@ class LabelStore:
             counted = label is not None
             if not is_gold:
                 await self._settle_item(session, assignment.item_id, view, counted)
+            elif counted:  # gold has no quota to free; its count is for the coordinators' view
+                await session.execute(
+                    update(Item)
+                    .where(Item.id == assignment.item_id)
+                    .values(answer_count=Item.answer_count + 1)
+                )
             if counted and view.reward_minor:
                 await session.execute(
                     insert(LedgerEntry).values(

@@ -1,0 +1,664 @@
+"""CPU per answered tap: labelbot against a bare python-telegram-bot bot, each in its own process.
+
+The fake Bot API (``bot.fake_telegram``) runs in this process; every contender is a separate bot
+process, so its CPU time can be read from ``/proc/<pid>/stat``. Simulated workers tap a label on
+the newest item as soon as it arrives; per tap the bot answers the callback query, edits the
+item and sends the next one. Contenders:
+
+  a  bare PTB bot (``benchmarks/bare_bot.py``) on PTB's httpx transport
+  b  the same bare bot on labelbot's aiohttp transport
+  c  ``labelbot run`` on SQLite (long polling)
+  d  ``labelbot run`` on PostgreSQL (a fresh database, dropped afterwards); the PostgreSQL
+     server's CPU over the same taps is shown beside it
+  e  ``labelbot run`` on SQLite in webhook mode (the fake POSTs updates to labelbot's server)
+
+Each contender runs with 1 and with 4 concurrent workers in one bot process per round (startup
+and 5 warm-up taps per worker are not measured), rounds alternate the contenders, and each keeps
+its lowest CPU per answer and its best answers/s.
+
+    .venv/bin/python benchmarks/answer_loop.py [--taps 300] [--rounds 3] [--only abcde]
+    .venv/bin/python benchmarks/answer_loop.py --profile   # (c) under cProfile, top functions
+
+Linux only (``/proc``). The task set has no gold items and overlap 1; its speed rule is relaxed,
+since these workers tap within milliseconds and would be suspended as too fast to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import platform
+import pstats
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import telegram
+from sqlalchemy import text, update
+from sqlalchemy.engine import make_url
+
+from bot.fake_telegram import FakeTelegram, FakeUser, JSONDict
+from storage.engine import create_engine
+from storage.models import TaskSet
+from tasksets.quality import QualityRules
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+TOKEN = "123456:BENCH-TOKEN"
+TASKSET_NAME = "bench"
+LABELS = ("positive", "negative", "neutral")  # the bare bot's labels too
+WARMUP_TAPS = 5
+START_TIMEOUT = 90.0  # process start, migrations and the first item
+REPLY_TIMEOUT = 30.0  # one tap's next item
+STOP_TIMEOUT = 20.0
+LOAD_TIMEOUT = 300.0
+LOG_TAIL_LINES = 30
+DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LABELBOT_RUN = (PYTHON, "-m", "bot.cli", "run")
+OWN_CODE = tuple(
+    str(REPO / package) + os.sep for package in ("bot", "handlers", "storage", "tasksets")
+)
+
+
+class BenchError(RuntimeError):
+    """A contender failed to start, answer or stop; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    key: str
+    title: str
+    command: tuple[str, ...]
+    database: Literal["none", "sqlite", "postgres"] = "none"
+    webhook: bool = False
+
+
+CONTENDERS = (
+    Contender("a", "bare PTB, httpx", (PYTHON, "benchmarks/bare_bot.py", "--transport", "httpx")),
+    Contender(
+        "b", "bare PTB, aiohttp", (PYTHON, "benchmarks/bare_bot.py", "--transport", "aiohttp")
+    ),
+    Contender("c", "labelbot, SQLite", LABELBOT_RUN, "sqlite"),
+    Contender("d", "labelbot, PostgreSQL", LABELBOT_RUN, "postgres"),
+    Contender("e", "labelbot, SQLite, webhook", LABELBOT_RUN, "sqlite", webhook=True),
+)
+BASELINE = "a"
+TARGETS = ("c", "d")
+TARGET_RATIO = 0.5
+
+
+# -- CPU time from /proc ------------------------------------------------------------------
+
+
+def _stat_fields(stat_path: Path) -> list[str]:
+    """The fields after the command name (which may contain spaces) of a /proc stat file."""
+    content = stat_path.read_text()
+    return content[content.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU of a process (all its threads), or of one of its threads."""
+    path = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
+    fields = _stat_fields(path)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of every running ``postgres`` process (server, backends, helpers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            content = stat.read_text()
+        except OSError:  # the process ended between listing and reading
+            continue
+        if content[content.index("(") + 1 : content.rindex(")")] == "postgres":
+            fields = content[content.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measured phase: ``answers`` taps by all workers together."""
+
+    answers: int
+    wall: float
+    bot_cpu: float
+    main_thread_cpu: float
+    postgres_cpu: float | None
+    driver_cpu: float
+
+    def per_answer_ms(self, seconds: float) -> float:
+        return seconds / self.answers * 1000
+
+
+@dataclass(slots=True)
+class Best:
+    """The best of a contender's rounds at one worker count."""
+
+    cpu_ms: float = math.inf
+    rate: float = 0.0
+    postgres_ms: float | None = None
+
+    def add(self, sample: Sample) -> None:
+        self.cpu_ms = min(self.cpu_ms, sample.per_answer_ms(sample.bot_cpu))
+        self.rate = max(self.rate, sample.answers / sample.wall)
+        if sample.postgres_cpu is not None:
+            server_ms = sample.per_answer_ms(sample.postgres_cpu)
+            self.postgres_ms = min(self.postgres_ms or math.inf, server_ms)
+
+
+# -- the bot process ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BotProcess:
+    process: asyncio.subprocess.Process
+    log_path: Path
+    label: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-LOG_TAIL_LINES:]) or "(empty log)"
+
+    def failure(self, what: str, problem: str) -> BenchError:
+        return BenchError(
+            f"{self.label}: {what}: {problem}\n--- end of its log ({self.log_path}) ---\n"
+            + self.log_tail()
+        )
+
+    async def guarded(self, work: Awaitable[T], what: str, timeout: float | None = None) -> T:  # noqa: ASYNC109
+        """``work``'s result, unless the bot exits or ``timeout`` passes first."""
+        task = asyncio.ensure_future(work)
+        exited = asyncio.ensure_future(self.process.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            exited.cancel()
+        if task in done:
+            try:
+                return task.result()
+            except (TimeoutError, LookupError) as error:  # FakeUser's own waits and presses
+                raise self.failure(what, str(error)) from error
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if exited in done:
+            raise self.failure(what, f"the bot exited with code {self.process.returncode}")
+        raise self.failure(what, f"nothing happened within {timeout:.0f} s")
+
+    async def stop(self) -> None:
+        """SIGTERM (labelbot and PTB stop cleanly on it), then SIGKILL if it hangs."""
+        if self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise self.failure(
+                "stop", f"still running {STOP_TIMEOUT:.0f} s after SIGTERM"
+            ) from None
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    command: Sequence[str], env: dict[str, str], log_path: Path, label: str
+) -> AsyncIterator[BotProcess]:
+    """A started bot process, always stopped (and killed if need be) on the way out."""
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    bot = BotProcess(process, log_path, label)
+    try:
+        yield bot
+    finally:
+        await bot.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def environment(telegram: FakeTelegram, database_url: str | None, webhook: bool) -> dict[str, str]:
+    """The bot's environment: the parent's minus any LABELBOT_ settings, plus the fake's."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LABELBOT_")}
+    env |= {
+        "LABELBOT_BOT_TOKEN": TOKEN,
+        "LABELBOT_TELEGRAM_BASE_URL": telegram.base_url,
+        "LABELBOT_TELEGRAM_BASE_FILE_URL": telegram.base_file_url,
+        "LABELBOT_RATE_LIMIT": "0",  # the limiter would cap the answers per second
+    }
+    if database_url is not None:
+        env["LABELBOT_DATABASE_URL"] = database_url
+    if webhook:
+        port = free_port()
+        env |= {
+            "LABELBOT_WEBHOOK_URL": f"http://127.0.0.1:{port}/hook",
+            "LABELBOT_WEBHOOK_SECRET": secrets.token_urlsafe(16),
+            "LABELBOT_LISTEN": "127.0.0.1",
+            "LABELBOT_PORT": str(port),
+        }
+    return env
+
+
+# -- the workers --------------------------------------------------------------------------
+
+
+def is_item(message: JSONDict) -> bool:
+    return "reply_markup" in message
+
+
+def item_after(message_id: int) -> Callable[[JSONDict], bool]:
+    return lambda message: message["message_id"] > message_id and is_item(message)
+
+
+async def first_item(user: FakeUser) -> JSONDict:
+    await user.send_text("/start")
+    return await user.wait_for(is_item, timeout=START_TIMEOUT)
+
+
+async def tap_through(user: FakeUser, item: JSONDict, taps: int) -> JSONDict:
+    """Tap a label (the three in turn) on each new item ``taps`` times; returns the last item."""
+    for tap in range(taps):
+        await user.press(LABELS[tap % len(LABELS)], message_id=item["message_id"])
+        item = await user.wait_for(item_after(item["message_id"]), timeout=REPLY_TIMEOUT)
+    return item
+
+
+async def tap_all(users: list[FakeUser], items: list[JSONDict], taps: int) -> list[JSONDict]:
+    """Every user taps through ``taps`` items at the same time; returns their last items."""
+    return await asyncio.gather(
+        *(tap_through(user, item, taps) for user, item in zip(users, items, strict=True))
+    )
+
+
+async def measure(
+    telegram: FakeTelegram,
+    bot: BotProcess,
+    users: list[FakeUser],
+    taps: int,
+    watch_postgres: bool,
+) -> Sample:
+    """Start, warm up and then time ``taps`` taps of each user, all users at once."""
+    what = f"{len(users)} worker(s)"
+    items = await bot.guarded(
+        asyncio.gather(*(first_item(user) for user in users)), f"{what}: first item"
+    )
+    items = await bot.guarded(tap_all(users, items, WARMUP_TAPS), f"{what}: warm-up")
+    await telegram.wait_idle(timeout=REPLY_TIMEOUT)
+
+    postgres_before = postgres_cpu_seconds() if watch_postgres else None
+    bot_before, main_before = cpu_seconds(bot.pid), cpu_seconds(bot.pid, thread=bot.pid)
+    driver_before, wall_before = time.process_time(), time.perf_counter()
+    await bot.guarded(tap_all(users, items, taps), f"{what}: measured taps")
+    wall = time.perf_counter() - wall_before
+    # The last reply is in; let the bot finish with it (no request in flight) before reading.
+    await telegram.wait_idle(timeout=REPLY_TIMEOUT)
+    return Sample(
+        answers=taps * len(users),
+        wall=wall,
+        bot_cpu=cpu_seconds(bot.pid) - bot_before,
+        main_thread_cpu=cpu_seconds(bot.pid, thread=bot.pid) - main_before,
+        postgres_cpu=None if postgres_before is None else postgres_cpu_seconds() - postgres_before,
+        driver_cpu=time.process_time() - driver_before,
+    )
+
+
+@dataclass(slots=True)
+class Bench:
+    """What every contender run shares: where files go, which users are still unused."""
+
+    workdir: Path
+    taps: int
+    worker_counts: Sequence[int]
+    user_ids: Iterator[int] = field(default_factory=lambda: itertools.count(100_001))
+
+    async def run(
+        self,
+        contender: Contender,
+        database_url: str | None,
+        command: Sequence[str] | None = None,
+    ) -> dict[int, Sample]:
+        """Start the contender once and measure each worker count in turn."""
+        samples: dict[int, Sample] = {}
+        async with FakeTelegram(TOKEN) as fake:
+            env = environment(fake, database_url, contender.webhook)
+            log_path = self.workdir / f"{contender.key}-{next(self.user_ids)}.log"
+            label = f"({contender.key}) {contender.title}"
+            async with bot_process(command or contender.command, env, log_path, label) as bot:
+                for workers in self.worker_counts:
+                    users = [fake.user(next(self.user_ids)) for _ in range(workers)]
+                    samples[workers] = await measure(
+                        fake, bot, users, self.taps, contender.database == "postgres"
+                    )
+        return samples
+
+
+# -- databases ----------------------------------------------------------------------------
+
+
+def write_taskset(path: Path, items: int) -> Path:
+    """A text task set: no gold, overlap 1, a small reward (so answers credit the ledger)."""
+    spec = {
+        "name": TASKSET_NAME,
+        "title": "Benchmark sentiment",
+        "instructions": "Pick the feeling the author expresses.",
+        "question": "What is the sentiment?",
+        "labels": list(LABELS),
+        "overlap": 1,
+        "reward": "0.02",
+        "gold_ratio": 0,
+        "items": [
+            {"id": f"i{n}", "text": f"Post {n}: a short post to label, about as long as a tweet."}
+            for n in range(items)
+        ],
+    }
+    path.write_text(json.dumps(spec))
+    return path
+
+
+async def load_taskset(database_url: str, taskset: Path) -> None:
+    """``labelbot load`` (which migrates first), then let the instant taps through."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LABELBOT_")}
+    env["LABELBOT_DATABASE_URL"] = database_url
+    loader = await asyncio.create_subprocess_exec(
+        *LABELBOT_RUN[:-1],
+        "load",
+        str(taskset),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(loader.communicate(), LOAD_TIMEOUT)
+    except TimeoutError:
+        loader.kill()
+        await loader.wait()
+        raise BenchError(f"labelbot load took over {LOAD_TIMEOUT:.0f} s") from None
+    if loader.returncode != 0:
+        raise BenchError(f"labelbot load failed ({loader.returncode}):\n{output.decode()}")
+    # The speed rule suspends a worker whose median answer takes under a second; the rules
+    # still run (and cost what they cost), they just never fire.
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(TaskSet)
+                .where(TaskSet.name == TASKSET_NAME)
+                .values(quality=QualityRules(min_median_seconds=0).model_dump())
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _postgres_admin(admin_url: str, statement: str) -> None:
+    engine = create_engine(admin_url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(admin_url: str) -> AsyncIterator[str]:
+    """A new database ``labelbot_bench_<random>`` on the server; dropped on the way out."""
+    name = f"labelbot_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        await _postgres_admin(admin_url, f'CREATE DATABASE "{name}"')
+    except Exception as error:  # whatever the driver raises, the answer is "no server"
+        raise BenchError(f"PostgreSQL is not reachable at {admin_url}: {error}") from error
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def prepare_databases(
+    contenders: Sequence[Contender],
+    bench: Bench,
+    items: int,
+    postgres_admin_url: str,
+    stack: contextlib.AsyncExitStack,
+) -> dict[str, str | None]:
+    """A loaded database per contender that needs one; PostgreSQL is skipped when unreachable."""
+    taskset = write_taskset(bench.workdir / "taskset.json", items)
+    urls: dict[str, str | None] = {}
+    for contender in contenders:
+        url: str | None = None
+        if contender.database == "sqlite":
+            url = f"sqlite+aiosqlite:///{bench.workdir / f'{contender.key}.db'}"
+        elif contender.database == "postgres":
+            try:
+                url = await stack.enter_async_context(postgres_database(postgres_admin_url))
+            except BenchError as error:
+                progress(f"({contender.key}) skipped: {error}")
+                continue
+        if url is not None:
+            await load_taskset(url, taskset)
+        urls[contender.key] = url
+    return urls
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def describe(contender: Contender, workers: int, sample: Sample) -> str:
+    line = (
+        f"({contender.key}) {contender.title:<26} {workers} worker(s): "
+        f"{sample.per_answer_ms(sample.bot_cpu):6.2f} ms CPU/answer "
+        f"({sample.main_thread_cpu / sample.bot_cpu:4.0%} on the event-loop thread), "
+        f"{sample.answers / sample.wall:6.0f} answers/s, "
+        f"driver {sample.per_answer_ms(sample.driver_cpu):5.2f} ms/answer"
+    )
+    if sample.postgres_cpu is not None:
+        line += f", PostgreSQL {sample.per_answer_ms(sample.postgres_cpu):5.2f} ms/answer"
+    return line
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.partition(":")[2].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"python-telegram-bot {telegram.__version__}"
+    )
+
+
+def report(
+    contenders: Sequence[Contender],
+    results: dict[tuple[str, int], Best],
+    worker_counts: Sequence[int],
+    args: argparse.Namespace,
+) -> str:
+    lines = [
+        f"{date.today().isoformat()}, {machine()}; "
+        f"{args.taps} measured taps per worker, best of {args.rounds} round(s).",
+        "",
+        "| contender | workers | bot CPU ms/answer | answers/s | CPU vs (a) "
+        "| PostgreSQL CPU ms/answer |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for contender in contenders:
+        for workers in worker_counts:
+            best = results.get((contender.key, workers))
+            if best is None:
+                continue
+            baseline = results.get((BASELINE, workers))
+            ratio = f"{best.cpu_ms / baseline.cpu_ms:.2f}" if baseline else "-"
+            server = f"{best.postgres_ms:.2f}" if best.postgres_ms is not None else "-"
+            lines.append(
+                f"| ({contender.key}) {contender.title} | {workers} | {best.cpu_ms:.2f} "
+                f"| {best.rate:.0f} | {ratio} | {server} |"
+            )
+    lines.append("")
+    for key in TARGETS:
+        for workers in worker_counts:
+            best, baseline = results.get((key, workers)), results.get((BASELINE, workers))
+            if best is None or baseline is None:
+                continue
+            target_ratio = best.cpu_ms / baseline.cpu_ms
+            verdict = "met" if target_ratio <= TARGET_RATIO else "not met"
+            lines.append(
+                f"- {key}/{BASELINE} with {workers} worker(s): {target_ratio:.2f} "
+                f"(target <= {TARGET_RATIO}: {verdict})"
+            )
+    return "\n".join(lines)
+
+
+# -- the profile --------------------------------------------------------------------------
+
+
+def short_location(filename: str, line: int, function: str) -> str:
+    for marker in (str(REPO) + os.sep, "site-packages" + os.sep):
+        if marker in filename:
+            filename = filename.partition(marker)[2]
+            break
+    return f"{filename}:{line}({function})" if line else function
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    location: str
+    calls: int
+    own: float
+    cumulative: float
+    own_code: bool
+
+
+def profile_report(profile: Path, top: int) -> str:
+    stats: dict[tuple[str, int, str], tuple[int, int, float, float, Any]]
+    stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
+    rows = [
+        ProfileRow(short_location(*where), calls, own, cumulative, where[0].startswith(OWN_CODE))
+        for where, (_primitive, calls, own, cumulative, _callers) in stats.items()
+    ]
+    total = sum(row.own for row in rows)
+    sections = [f"Profiled main-thread time: {total:.2f} s (cProfile; the whole process life)."]
+    rankings: list[tuple[str, Callable[[ProfileRow], float], bool]] = [
+        ("by cumulative time", lambda row: row.cumulative, False),
+        ("by own (total) time", lambda row: row.own, False),
+        ("of labelbot's own code by cumulative time", lambda row: row.cumulative, True),
+    ]
+    for title, key, only_own_code in rankings:
+        chosen = sorted((row for row in rows if row.own_code or not only_own_code), key=key)
+        sections.append(f"\nTop {top} {title}:")
+        sections.append(f"{'cumulative':>10} {'%':>6} {'own':>8} {'%':>6} {'calls':>9}  function")
+        for row in reversed(chosen[-top:]):
+            sections.append(
+                f"{row.cumulative:10.3f} {row.cumulative / total:6.1%} {row.own:8.3f} "
+                f"{row.own / total:6.1%} {row.calls:9d}  {row.location}"
+            )
+    return "\n".join(sections)
+
+
+async def profile(bench: Bench) -> None:
+    """Contender (c) under cProfile, stopped by SIGTERM so that cProfile writes its file."""
+    contender = next(c for c in CONTENDERS if c.key == "c")
+    items = (bench.taps + WARMUP_TAPS) * sum(bench.worker_counts)
+    async with contextlib.AsyncExitStack() as stack:  # SQLite: nothing to drop afterwards
+        urls = await prepare_databases([contender], bench, items, DEFAULT_POSTGRES, stack)
+    output = bench.workdir / "labelbot.prof"
+    command = (PYTHON, "-m", "cProfile", "-o", str(output), *LABELBOT_RUN[1:])
+    samples = await bench.run(contender, urls[contender.key], command)
+    for workers, sample in samples.items():
+        progress(describe(contender, workers, sample) + " (under cProfile)")
+    if not output.exists():
+        raise BenchError("cProfile wrote no profile: the bot did not exit cleanly on SIGTERM")
+    print(profile_report(output, top=25))
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+async def benchmark(args: argparse.Namespace, bench: Bench) -> str:
+    contenders = [c for c in CONTENDERS if c.key in args.only]
+    items = (args.taps + WARMUP_TAPS) * sum(bench.worker_counts) * args.rounds
+    results: dict[tuple[str, int], Best] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        urls = await prepare_databases(contenders, bench, items, args.postgres, stack)
+        contenders = [c for c in contenders if c.key in urls]
+        for round_index in range(args.rounds):
+            # Rotate the order so that no contender always runs first or last.
+            shift = round_index % len(contenders)
+            for contender in contenders[shift:] + contenders[:shift]:
+                samples = await bench.run(contender, urls[contender.key])
+                for workers, sample in samples.items():
+                    progress(f"round {round_index + 1}: " + describe(contender, workers, sample))
+                    results.setdefault((contender.key, workers), Best()).add(sample)
+    return report(contenders, results, bench.worker_counts, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("--taps", type=int, default=300, help="measured taps per worker")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 4], help="concurrent workers per phase"
+    )
+    parser.add_argument("--only", default="abcde", help="contender keys to run, e.g. ac")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server for contender d")
+    parser.add_argument(
+        "--profile", action="store_true", help="run (c) under cProfile and print top functions"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="answer_loop-") as workdir:
+        bench = Bench(Path(workdir), args.taps, args.workers)
+        try:
+            if args.profile:
+                asyncio.run(profile(bench))
+            else:
+                print(asyncio.run(benchmark(args, bench)))
+        except BenchError as error:
+            sys.exit(f"answer_loop: {error}")
+
+
+if __name__ == "__main__":
+    main()
