@@ -296,7 +296,14 @@ async def tap_through(user: FakeUser, item: JSONDict, taps: int) -> JSONDict:
     """Tap a label (the three in turn) on each new item ``taps`` times; returns the last item."""
     for tap in range(taps):
         await user.press(LABELS[tap % len(LABELS)], message_id=item["message_id"])
-        item = await user.wait_for(item_after(item["message_id"]), timeout=REPLY_TIMEOUT)
+        try:
+            item = await user.wait_for(item_after(item["message_id"]), timeout=REPLY_TIMEOUT)
+        except TimeoutError:
+            last = user.last.get("text") or user.last.get("caption")
+            raise TimeoutError(
+                f"user {user.id} got no new item within {REPLY_TIMEOUT:.0f} s of tap {tap + 1}; "
+                f"the bot's last message: {last!r}"
+            ) from None
     return item
 
 
@@ -305,6 +312,12 @@ async def tap_all(users: list[FakeUser], items: list[JSONDict], taps: int) -> li
     return await asyncio.gather(
         *(tap_through(user, item, taps) for user, item in zip(users, items, strict=True))
     )
+
+
+def items_needed(taps: int, worker_counts: Sequence[int], rounds: int) -> int:
+    """Each worker answers its first item, the warm-up and the measured taps, and holds a lease
+    on one more item at the end."""
+    return (1 + WARMUP_TAPS + taps + 1) * sum(worker_counts) * rounds
 
 
 async def measure(
@@ -602,7 +615,7 @@ def profile_report(profile: Path, top: int) -> str:
 async def profile(bench: Bench) -> None:
     """Contender (c) under cProfile, stopped by SIGTERM so that cProfile writes its file."""
     contender = next(c for c in CONTENDERS if c.key == "c")
-    items = (bench.taps + WARMUP_TAPS) * sum(bench.worker_counts)
+    items = items_needed(bench.taps, bench.worker_counts, rounds=1)
     async with contextlib.AsyncExitStack() as stack:  # SQLite: nothing to drop afterwards
         urls = await prepare_databases([contender], bench, items, DEFAULT_POSTGRES, stack)
     output = bench.workdir / "labelbot.prof"
@@ -620,7 +633,7 @@ async def profile(bench: Bench) -> None:
 
 async def benchmark(args: argparse.Namespace, bench: Bench) -> str:
     contenders = [c for c in CONTENDERS if c.key in args.only]
-    items = (args.taps + WARMUP_TAPS) * sum(bench.worker_counts) * args.rounds
+    items = items_needed(args.taps, bench.worker_counts, args.rounds)
     results: dict[tuple[str, int], Best] = {}
     async with contextlib.AsyncExitStack() as stack:
         urls = await prepare_databases(contenders, bench, items, args.postgres, stack)
