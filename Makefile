@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-aggregation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,postgres,bench]'
+bench: bench-aggregation
 	$(BIN)/python benchmarks/answer_loop.py
+
+bench-aggregation: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,postgres,bench]'
 	$(BIN)/python benchmarks/aggregation.py
 
 clean:

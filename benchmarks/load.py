@@ -185,6 +185,7 @@ class Person:
     ack_ms: list[float] = field(default_factory=list)
     next_ms: list[float] = field(default_factory=list)
     tokens: dict[int, str] = field(default_factory=dict)  # item message id -> lease token
+    contents: dict[str, str] = field(default_factory=dict)  # lease token -> item text shown
     tapped: set[str] = field(default_factory=set)  # tokens of items tapped at least once
     told: set[str] = field(default_factory=set)  # tokens whose tap got an alert or an error
     tap_updates: list[int] = field(default_factory=list)
@@ -250,6 +251,8 @@ class Person:
             token = self._item_token(message)
             if token is not None:
                 self.tokens[message["message_id"]] = token
+                # "Item 7\n\n<the item>\n\n<question>": the middle part names the item.
+                self.contents[token] = message.get("text", "").split("\n\n")[1]
                 return message
             if DONE_TEXT in message.get("text", ""):
                 self.done = True
