@@ -17,7 +17,7 @@ and 5 warm-up taps per worker are not measured), rounds alternate the contenders
 its lowest CPU per answer and its best answers/s.
 
     .venv/bin/python benchmarks/answer_loop.py [--taps 300] [--rounds 3] [--only abcde]
-    .venv/bin/python benchmarks/answer_loop.py --profile   # (c) under cProfile, top functions
+    .venv/bin/python benchmarks/answer_loop.py --profile   # (c) sampled by py-spy: top functions
 
 Linux only (``/proc``). The task set has no gold items and overlap 1; its speed rule is relaxed,
 since these workers tap within milliseconds and would be suspended as too fast to read.
@@ -33,8 +33,8 @@ import json
 import math
 import os
 import platform
-import pstats
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,11 +42,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import telegram
 from sqlalchemy import text, update
@@ -70,12 +71,12 @@ REPLY_TIMEOUT = 30.0  # one tap's next item
 STOP_TIMEOUT = 20.0
 LOAD_TIMEOUT = 300.0
 LOG_TAIL_LINES = 30
+SAMPLES_PER_SECOND = 250
+SPY_ATTACH_SECONDS = 1.0
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LABELBOT_RUN = (PYTHON, "-m", "bot.cli", "run")
-OWN_CODE = tuple(
-    str(REPO / package) + os.sep for package in ("bot", "handlers", "storage", "tasksets")
-)
+OWN_CODE = ("bot/", "handlers/", "storage/", "tasksets/")  # as py-spy names files
 
 
 class BenchError(RuntimeError):
@@ -326,8 +327,10 @@ async def measure(
     users: list[FakeUser],
     taps: int,
     watch_postgres: bool,
+    samples_to: Path | None = None,
 ) -> Sample:
-    """Start, warm up and then time ``taps`` taps of each user, all users at once."""
+    """Start, warm up and then time ``taps`` taps of each user, all users at once; with
+    ``samples_to``, py-spy samples the bot during the timed taps."""
     what = f"{len(users)} worker(s)"
     items = await bot.guarded(
         asyncio.gather(*(first_item(user) for user in users)), f"{what}: first item"
@@ -335,20 +338,25 @@ async def measure(
     items = await bot.guarded(tap_all(users, items, WARMUP_TAPS), f"{what}: warm-up")
     await telegram.wait_idle(timeout=REPLY_TIMEOUT)
 
-    postgres_before = postgres_cpu_seconds() if watch_postgres else None
-    bot_before, main_before = cpu_seconds(bot.pid), cpu_seconds(bot.pid, thread=bot.pid)
-    driver_before, wall_before = time.process_time(), time.perf_counter()
-    await bot.guarded(tap_all(users, items, taps), f"{what}: measured taps")
-    wall = time.perf_counter() - wall_before
-    # The last reply is in; let the bot finish with it (no request in flight) before reading.
-    await telegram.wait_idle(timeout=REPLY_TIMEOUT)
+    async with sampled(bot.pid, samples_to) if samples_to else contextlib.nullcontext():
+        postgres_before = postgres_cpu_seconds() if watch_postgres else None
+        bot_before, main_before = cpu_seconds(bot.pid), cpu_seconds(bot.pid, thread=bot.pid)
+        driver_before, wall_before = time.process_time(), time.perf_counter()
+        await bot.guarded(tap_all(users, items, taps), f"{what}: measured taps")
+        wall = time.perf_counter() - wall_before
+        # The last reply is in; let the bot finish with it (no request in flight), then read.
+        await telegram.wait_idle(timeout=REPLY_TIMEOUT)
+        bot_cpu = cpu_seconds(bot.pid) - bot_before
+        main_thread_cpu = cpu_seconds(bot.pid, thread=bot.pid) - main_before
+        driver_cpu = time.process_time() - driver_before
+        postgres_cpu = None if postgres_before is None else postgres_cpu_seconds() - postgres_before
     return Sample(
         answers=taps * len(users),
         wall=wall,
-        bot_cpu=cpu_seconds(bot.pid) - bot_before,
-        main_thread_cpu=cpu_seconds(bot.pid, thread=bot.pid) - main_before,
-        postgres_cpu=None if postgres_before is None else postgres_cpu_seconds() - postgres_before,
-        driver_cpu=time.process_time() - driver_before,
+        bot_cpu=bot_cpu,
+        main_thread_cpu=main_thread_cpu,
+        postgres_cpu=postgres_cpu,
+        driver_cpu=driver_cpu,
     )
 
 
@@ -360,6 +368,7 @@ class Bench:
     taps: int
     worker_counts: Sequence[int]
     user_ids: Iterator[int] = field(default_factory=lambda: itertools.count(100_001))
+    samples_dir: Path | None = None  # set: py-spy samples each timed phase into this folder
 
     async def run(
         self,
@@ -376,8 +385,13 @@ class Bench:
             async with bot_process(command or contender.command, env, log_path, label) as bot:
                 for workers in self.worker_counts:
                     users = [fake.user(next(self.user_ids)) for _ in range(workers)]
+                    samples_to = (
+                        self.samples_dir / f"{contender.key}-{workers}.samples"
+                        if self.samples_dir
+                        else None
+                    )
                     samples[workers] = await measure(
-                        fake, bot, users, self.taps, contender.database == "postgres"
+                        fake, bot, users, self.taps, contender.database == "postgres", samples_to
                     )
         return samples
 
@@ -569,63 +583,77 @@ def report(
 # -- the profile --------------------------------------------------------------------------
 
 
-def short_location(filename: str, line: int, function: str) -> str:
-    for marker in (str(REPO) + os.sep, "site-packages" + os.sep):
-        if marker in filename:
-            filename = filename.partition(marker)[2]
-            break
-    return f"{filename}:{line}({function})" if line else function
+@contextlib.asynccontextmanager
+async def sampled(pid: int, output: Path) -> AsyncIterator[None]:
+    """py-spy samples the process while the block runs, then writes collapsed stacks.
+
+    Only threads holding the GIL are sampled, so waits (epoll, the aiosqlite queue, SQLite's
+    own C code, which releases the GIL) drop out and the samples are Python CPU time. Without
+    ``--nonblocking`` py-spy stops the process for every sample and the bot crawls.
+    """
+    py_spy = shutil.which("py-spy", path=str(Path(PYTHON).parent)) or shutil.which("py-spy")
+    if py_spy is None:
+        raise BenchError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    spy = await asyncio.create_subprocess_exec(
+        *(py_spy, "record", "--pid", str(pid), "--gil", "--nonblocking"),
+        *("--rate", str(SAMPLES_PER_SECOND)),
+        *("--format", "raw", "--output", str(output)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    await asyncio.sleep(SPY_ATTACH_SECONDS)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
+        _, errors = await asyncio.wait_for(spy.communicate(), STOP_TIMEOUT)
+        if spy.returncode != 0:
+            raise BenchError(f"py-spy failed ({spy.returncode}):\n{errors.decode()}")
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileRow:
-    location: str
-    calls: int
-    own: float
-    cumulative: float
-    own_code: bool
+def frame_function(frame: str) -> str:
+    """``path:function`` of a py-spy frame ``function (path:line)``."""
+    function, _, location = frame.rpartition(" (")
+    return f"{location.rpartition(':')[0]}:{function}"
 
 
-def profile_report(profile: Path, top: int) -> str:
-    stats: dict[tuple[str, int, str], tuple[int, int, float, float, Any]]
-    stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
-    rows = [
-        ProfileRow(short_location(*where), calls, own, cumulative, where[0].startswith(OWN_CODE))
-        for where, (_primitive, calls, own, cumulative, _callers) in stats.items()
+def samples_report(outputs: Sequence[Path], top: int) -> str:
+    """Top functions by inclusive and by own samples, from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for output in outputs:
+        for line in output.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            functions = [frame_function(frame) for frame in stack.split(";") if frame]
+            if functions:
+                own[functions[-1]] += int(count)
+                inclusive.update(dict.fromkeys(functions, int(count)))  # recursion counts once
+    total = sum(own.values())
+    own_code = Counter({name: n for name, n in inclusive.items() if name.startswith(OWN_CODE)})
+    rankings = [
+        ("by inclusive samples (the function and what it calls)", inclusive),
+        ("by own samples", own),
+        ("of labelbot's own code by inclusive samples", own_code),
     ]
-    total = sum(row.own for row in rows)
-    sections = [f"Profiled main-thread time: {total:.2f} s (cProfile; the whole process life)."]
-    rankings: list[tuple[str, Callable[[ProfileRow], float], bool]] = [
-        ("by cumulative time", lambda row: row.cumulative, False),
-        ("by own (total) time", lambda row: row.own, False),
-        ("of labelbot's own code by cumulative time", lambda row: row.cumulative, True),
-    ]
-    for title, key, only_own_code in rankings:
-        chosen = sorted((row for row in rows if row.own_code or not only_own_code), key=key)
-        sections.append(f"\nTop {top} {title}:")
-        sections.append(f"{'cumulative':>10} {'%':>6} {'own':>8} {'%':>6} {'calls':>9}  function")
-        for row in reversed(chosen[-top:]):
-            sections.append(
-                f"{row.cumulative:10.3f} {row.cumulative / total:6.1%} {row.own:8.3f} "
-                f"{row.own / total:6.1%} {row.calls:9d}  {row.location}"
-            )
+    sections = [f"{total} samples of threads holding the GIL ({SAMPLES_PER_SECOND}/s)."]
+    for title, ranked in rankings:
+        sections += [f"\nTop {top} {title}:", f"{'incl %':>7} {'own %':>7}  function"]
+        for name, _count in ranked.most_common(top):
+            sections.append(f"{inclusive[name] / total:7.1%} {own[name] / total:7.1%}  {name}")
     return "\n".join(sections)
 
 
 async def profile(bench: Bench) -> None:
-    """Contender (c) under cProfile, stopped by SIGTERM so that cProfile writes its file."""
+    """Contender (c), sampled by py-spy during the measured taps only."""
     contender = next(c for c in CONTENDERS if c.key == "c")
     items = items_needed(bench.taps, bench.worker_counts, rounds=1)
     async with contextlib.AsyncExitStack() as stack:  # SQLite: nothing to drop afterwards
         urls = await prepare_databases([contender], bench, items, DEFAULT_POSTGRES, stack)
-    output = bench.workdir / "labelbot.prof"
-    command = (PYTHON, "-m", "cProfile", "-o", str(output), *LABELBOT_RUN[1:])
-    samples = await bench.run(contender, urls[contender.key], command)
+    bench.samples_dir = bench.workdir
+    samples = await bench.run(contender, urls[contender.key])
     for workers, sample in samples.items():
-        progress(describe(contender, workers, sample) + " (under cProfile)")
-    if not output.exists():
-        raise BenchError("cProfile wrote no profile: the bot did not exit cleanly on SIGTERM")
-    print(profile_report(output, top=25))
+        progress(describe(contender, workers, sample) + " (while sampled)")
+    print(samples_report(sorted(bench.workdir.glob("*.samples")), top=25))
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -659,7 +687,7 @@ def main() -> None:
     parser.add_argument("--only", default="abcde", help="contender keys to run, e.g. ac")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server for contender d")
     parser.add_argument(
-        "--profile", action="store_true", help="run (c) under cProfile and print top functions"
+        "--profile", action="store_true", help="sample (c) with py-spy; print the top functions"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="answer_loop-") as workdir:

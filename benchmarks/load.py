@@ -194,10 +194,13 @@ class Person:
     done: bool = False
     newest: int = 0  # id of the newest bot message handled
 
-    async def work(self) -> None:
-        """Label until the set runs out for this person, or until cancelled."""
+    async def work(self, go: asyncio.Event | None = None) -> None:
+        """Start, wait for ``go`` (everybody has an item), then label until the set runs out
+        for this person or until cancelled."""
         await self.user.send_text("/start")
         item = await self._next_item(RETAP_SECONDS * 4)
+        if go is not None:
+            await go.wait()
         while item is not None:
             item = await self._answer(item)
 
@@ -446,7 +449,8 @@ class RunResult:
     setup: str
     faults: bool
     seconds: float
-    answers: int
+    answers: int  # stored within the measured window
+    stored: int  # stored in all, warm-up and drain included
     acknowledged: int
     ack_ms: list[float]
     next_ms: list[float]
@@ -466,7 +470,7 @@ class RunResult:
             f"| {self.setup} | {'yes' if self.faults else 'no'} | {rate:.0f} "
             f"| {percentile(self.ack_ms, 0.5):.0f} / {percentile(self.ack_ms, 0.99):.0f} "
             f"| {percentile(self.next_ms, 0.5):.0f} / {percentile(self.next_ms, 0.99):.0f} "
-            f"| {self.cpu_ms_per_answer:.2f} | {rss} | {self.answers} / {self.acknowledged} "
+            f"| {self.cpu_ms_per_answer:.2f} | {rss} | {self.stored} / {self.acknowledged} "
             f"| {self.retaps} / {self.retries} | {ok} |"
         )
 
@@ -518,6 +522,7 @@ async def run_setup(
     backend, processes = SETUPS[setup]
     with tempfile.TemporaryDirectory(prefix="labelbot-load-") as folder:
         async with fresh_database(backend, Path(folder)) as url, FakeTelegram() as telegram:
+            began = time.monotonic()
             await prepare(url, items=max(3000, people_count * 20))
             port = free_port()
             env = {
@@ -543,15 +548,14 @@ async def run_setup(
                 Person(telegram.user(10_000 + n, f"Worker{n}"), random.Random(rng.random()))
                 for n in range(people_count)
             ]
-            tasks = [asyncio.create_task(person.work()) for person in people]
+            go = asyncio.Event()
+            tasks = [asyncio.create_task(person.work(go)) for person in people]
             await wait_everyone_started(people)
             answers_before = await count_answers(url)
             cpu_before = bots.cpu_seconds()
             window_start = time.monotonic()
-            for person in people:
-                person.ack_ms.clear()
-                person.next_ms.clear()
-            events: list[str] = []
+            go.set()
+            events: list[str] = [f"ready after {window_start - began:.0f}s"]
             if faults:
                 await inject_faults(telegram, bots, people, url, backend, seconds, events)
             else:
@@ -563,9 +567,11 @@ async def run_setup(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            drained = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await telegram.wait_idle(DRAIN_SECONDS)
             await bots.stop()
+            events.append(f"drained and stopped in {time.monotonic() - drained:.0f}s")
             violations, stored = await check_invariants(url, people)
             acknowledged = sum(len(person.acknowledged()) for person in people)
             return RunResult(
@@ -573,13 +579,14 @@ async def run_setup(
                 faults=faults,
                 seconds=elapsed,
                 answers=answers_in_window,
+                stored=stored,
                 acknowledged=acknowledged,
                 ack_ms=[ms for person in people for ms in person.ack_ms],
                 next_ms=[ms for person in people for ms in person.next_ms],
                 cpu_ms_per_answer=cpu * 1000 / max(1, answers_in_window),
                 rss_mb=rss,
                 violations=violations,
-                events=[*events, f"{stored} answers stored in all", f"log: {log_path}"],
+                events=[*events, f"log: {log_path}"],
                 retaps=sum(person.retaps for person in people),
                 retries=sum(person.retries for person in people),
                 restarts=bots.restarts,

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from storage.store import Choice
+from storage.labeling import Choice
 
 MAX_BYTES = 64
 ANSWER_PATTERN = re.compile(r"^a:([A-Za-z0-9_-]{8,32}):(\d{1,2}|s|u)$")

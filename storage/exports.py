@@ -7,8 +7,9 @@ from typing import Literal, TextIO
 
 import numpy as np
 
+from storage.labeling import as_utc
 from storage.models import AnswerKind, MembershipStatus
-from storage.store import LabelStore, StoredAnswer, StoredItem, as_utc
+from storage.store import LabelStore, StoredAnswer, StoredItem
 from tasksets.aggregation import Answers, Method, aggregate
 from tasksets.agreement import krippendorff_alpha, worker_agreement
 from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, write_csv, write_jsonl

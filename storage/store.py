@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import random
-import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import median
-from typing import Any, Literal
 
-from sqlalchemy import Select, and_, bindparam, exists, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from storage.engine import is_sqlite, session_factory
+from storage.engine import session_factory
+from storage.labeling import Choice, Labeling, TaskSetCatalog
 from storage.models import (
     Answer,
     AnswerKind,
     Assignment,
-    AssignmentState,
     Dispute,
     Item,
     LedgerEntry,
@@ -33,42 +30,19 @@ from storage.models import (
 )
 from storage.results import (
     AnswerOutcome,
-    GoldFeedback,
-    LabelOption,
     NextItem,
-    NoItem,
-    NoItemReason,
-    Recorded,
-    Rejected,
-    Rejection,
-    ServedItem,
-    StatusChange,
     TaskSetView,
 )
 from tasksets.quality import (
-    QualityRules,
-    WorkerRecord,
-    item_posterior,
     smoothed_accuracy,
-    suspension_reason,
 )
 from tasksets.spec import TaskSetSpec
 
-Choice = int | Literal["skip", "unsure"]
-SKIPPED_TEXT = {"skip": "Skipped", "unsure": "Not sure"}
 DEFAULT_LEASE = timedelta(minutes=10)
-# How often (in a worker's answers) the rules that read recent history run.
-RULE_CHECK_EVERY = 5
-CROWD_SAMPLE = 1000
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class TaskSetExists(ValueError):
@@ -90,9 +64,6 @@ class TaskSetProgress:
     @property
     def gold_accuracy(self) -> float | None:
         return self.gold_correct / self.gold_answers if self.gold_answers else None
-
-
-ItemRowQuery = Select[int, str | None, str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,55 +99,6 @@ class StoredItem:
     gold: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LeasedRow:
-    item_id: int
-    text: str | None
-    media_kind: str | None
-    media_ref: str | None
-
-
-def _pick_regular(for_update: bool) -> ItemRowQuery:
-    """The next open item for a worker: started items first, then file order.
-
-    It walks ``ix_items_pick`` in order and stops at the first item the worker has not been
-    given, so its cost depends on the worker's history, not on the size of the set.
-    """
-    query = (
-        select(Item.id, Item.text, Item.media_kind, Item.media_ref)
-        .where(
-            Item.taskset_id == bindparam("taskset_id"),
-            Item.is_gold.is_(False),
-            Item.open.is_(True),
-            ~exists().where(
-                Assignment.worker_id == bindparam("worker_id"), Assignment.item_id == Item.id
-            ),
-        )
-        .order_by(Item.answer_count.desc(), Item.position)
-        .limit(1)
-    )
-    # Two processes never take the same row: the second skips it and takes the next one.
-    return query.with_for_update(skip_locked=True, of=Item) if for_update else query
-
-
-def _pick_gold(after: bool) -> ItemRowQuery:
-    """An unseen gold item from a random starting position (wrapping around once)."""
-    position = Item.position >= bindparam("start") if after else Item.position < bindparam("start")
-    return (
-        select(Item.id, Item.text, Item.media_kind, Item.media_ref)
-        .where(
-            Item.taskset_id == bindparam("taskset_id"),
-            Item.is_gold.is_(True),
-            position,
-            ~exists().where(
-                Assignment.worker_id == bindparam("worker_id"), Assignment.item_id == Item.id
-            ),
-        )
-        .order_by(Item.position)
-        .limit(1)
-    )
-
-
 class LabelStore:
     """The storage service the handlers call; created once in ``post_init``."""
 
@@ -190,16 +112,11 @@ class LabelStore:
     ) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
-        self.lease = lease
         self.clock = clock
-        self.rng = rng or random.Random()
-        self._views: dict[int, TaskSetView] = {}
-        self._rules: dict[int, tuple[TaskSet, QualityRules]] = {}
-        sqlite = is_sqlite(engine.url)
-        # SQLite serialises writers with BEGIN IMMEDIATE; row locks are PostgreSQL's tool.
-        self.next_item_query = _pick_regular(for_update=not sqlite)
-        self._pick_gold_after = _pick_gold(after=True)
-        self._pick_gold_before = _pick_gold(after=False)
+        self.catalog = TaskSetCatalog()
+        self.labeling = Labeling(
+            engine, self.catalog, lease=lease, clock=clock, rng=rng or random.Random()
+        )
 
     # ----------------------------------------------------------------- task sets
 
@@ -272,23 +189,10 @@ class LabelStore:
         return [await self.view(taskset_id) for taskset_id in id_list]
 
     async def view(self, taskset_id: int) -> TaskSetView:
-        """Rendering data of a task set; immutable after load, so cached for the process."""
-        cached = self._views.get(taskset_id)
-        if cached is None:
-            async with self.sessions() as session:
-                taskset = await session.get_one(TaskSet, taskset_id)
-            cached = self._views[taskset_id] = TaskSetView(
-                id=taskset.id,
-                name=taskset.name,
-                title=taskset.title,
-                instructions=taskset.instructions,
-                question=taskset.question,
-                labels=tuple(LabelOption(lab["value"], lab["text"]) for lab in taskset.labels),
-                reward_minor=taskset.reward_minor,
-                currency=taskset.currency,
-            )
-            self._rules[taskset_id] = (taskset, QualityRules.model_validate(taskset.quality))
-        return cached
+        """Rendering data of a task set (cached: it never changes after loading)."""
+        async with self.engine.connect() as conn:
+            view, _policy = await self.catalog.get(conn, taskset_id)
+        return view
 
     async def set_taskset_status(self, name: str, status: TaskSetStatus) -> bool:
         async with self.sessions.begin() as session:
@@ -416,7 +320,9 @@ class LabelStore:
             await session.execute(
                 update(Worker).where(Worker.id == worker_id).values(status=WorkerStatus.INACTIVE)
             )
-            await self._expire(session, Assignment.worker_id == worker_id)
+            await self.labeling.expire(
+                await session.connection(), Assignment.worker_id == worker_id
+            )
 
     async def reinstate(self, worker_id: int, taskset_name: str | None = None) -> int:
         """Lift a suspension (all sets, or one); returns how many memberships changed."""
@@ -477,413 +383,15 @@ class LabelStore:
     # ------------------------------------------------------------ the hot path
 
     async def next_item_for(self, worker_id: int) -> NextItem:
-        """The item to show this worker now: their live lease if they have one, else a new one."""
-        now = self.clock()
-        async with self.sessions.begin() as session:
-            row = (
-                await session.execute(
-                    select(
-                        Worker.current_taskset_id,
-                        Worker.status,
-                        Membership.status,
-                        Membership.status_reason,
-                    )
-                    .outerjoin(
-                        Membership,
-                        and_(
-                            Membership.worker_id == Worker.id,
-                            Membership.taskset_id == Worker.current_taskset_id,
-                        ),
-                    )
-                    .where(Worker.id == worker_id)
-                )
-            ).one_or_none()
-            if row is None:
-                return NoItem(NoItemReason.NO_TASKSET)
-            taskset_id, worker_status, membership_status, reason = row
-            if taskset_id is None or membership_status is None:
-                return NoItem(NoItemReason.NO_TASKSET)  # never joined, or the set is gone
-            view = await self.view(taskset_id)
-            if worker_status == WorkerStatus.BANNED:
-                return NoItem(NoItemReason.BLOCKED, view)
-            live = (
-                await session.execute(
-                    select(Assignment.token, Item.text, Item.media_kind, Item.media_ref)
-                    .join(Item, Item.id == Assignment.item_id)
-                    .where(
-                        Assignment.worker_id == worker_id,
-                        Assignment.taskset_id == taskset_id,
-                        Assignment.state == AssignmentState.LEASED,
-                        Assignment.expires_at > now,
-                    )
-                    .limit(1)
-                )
-            ).one_or_none()
-            if live is not None:
-                answered = await self._answered_count(session, worker_id, taskset_id)
-                return ServedItem(live[0], view, live[1], live[2], live[3], answered + 1)
-            answered = await self._answered_count(session, worker_id, taskset_id)
-            return await self._lease_next(
-                session, worker_id, view, MembershipStatus(membership_status), reason, answered, now
-            )
-
-    async def _answered_count(self, session: AsyncSession, worker_id: int, taskset_id: int) -> int:
-        count = await session.scalar(
-            select(Membership.answers).where(
-                Membership.worker_id == worker_id, Membership.taskset_id == taskset_id
-            )
-        )
-        return count or 0
-
-    async def _lease_next(
-        self,
-        session: AsyncSession,
-        worker_id: int,
-        view: TaskSetView,
-        status: MembershipStatus,
-        reason: str | None,
-        answered: int,
-        now: datetime,
-    ) -> NextItem:
-        taskset, _rules = self._rules[view.id]
-        if status == MembershipStatus.SUSPENDED:
-            return NoItem(NoItemReason.SUSPENDED, view, reason)
-        if status == MembershipStatus.FAILED:
-            return NoItem(NoItemReason.FAILED_QUALIFICATION, view, reason)
-        state = await session.scalar(select(TaskSet.status).where(TaskSet.id == view.id))
-        if state != TaskSetStatus.ACTIVE:
-            return NoItem(NoItemReason.NOT_ACTIVE, view)
-        params = {"taskset_id": view.id, "worker_id": worker_id}
-        row: LeasedRow | None = None
-        if status == MembershipStatus.QUALIFYING:
-            row = await self._lease_gold(session, params)
-            if row is None:
-                # Fewer gold items than the qualification asks for: judge on what was seen.
-                return await self._finish_qualification_early(session, worker_id, view, now)
-        else:
-            if taskset.gold_ratio and self.rng.random() < taskset.gold_ratio:
-                row = await self._lease_gold(session, params)
-            if row is None:
-                row = await self._lease_regular(session, params)
-        if row is None:
-            return NoItem(NoItemReason.ALL_DONE, view)
-        token = secrets.token_urlsafe(12)
-        await session.execute(
-            insert(Assignment).values(
-                token=token,
-                worker_id=worker_id,
-                item_id=row.item_id,
-                taskset_id=view.id,
-                state=AssignmentState.LEASED,
-                served_at=now,
-                expires_at=now + self.lease,
-            )
-        )
-        return ServedItem(token, view, row.text, row.media_kind, row.media_ref, answered + 1)
-
-    async def _lease_regular(
-        self, session: AsyncSession, params: dict[str, int]
-    ) -> LeasedRow | None:
-        for _ in range(3):
-            row = (await session.execute(self.next_item_query, params)).one_or_none()
-            if row is None:
-                return None
-            taken = await session.execute(
-                update(Item)
-                .where(Item.id == row[0], Item.open.is_(True))
-                .values(
-                    in_flight=Item.in_flight + 1,
-                    open=Item.answer_count + Item.in_flight + 1 < Item.needed,
-                )
-            )
-            if taken.rowcount:  # type: ignore[attr-defined]
-                return LeasedRow(*row)
-        return None
-
-    async def _lease_gold(self, session: AsyncSession, params: dict[str, int]) -> LeasedRow | None:
-        # Gold items have no quota: they are never "taken", only never shown twice to one worker.
-        last = await session.scalar(
-            select(func.max(Item.position)).where(
-                Item.taskset_id == params["taskset_id"], Item.is_gold.is_(True)
-            )
-        )
-        if last is None:
-            return None
-        start = self.rng.randint(0, last)
-        for query in (self._pick_gold_after, self._pick_gold_before):
-            row = (await session.execute(query, {**params, "start": start})).one_or_none()
-            if row is not None:
-                return LeasedRow(*row)
-        return None
-
-    async def _finish_qualification_early(
-        self, session: AsyncSession, worker_id: int, view: TaskSetView, now: datetime
-    ) -> NextItem:
-        membership = await session.get_one(Membership, (worker_id, view.id))
-        change = self._judge_qualification(membership, force=True)
-        if change is not None and change.status == MembershipStatus.FAILED:
-            return NoItem(NoItemReason.FAILED_QUALIFICATION, view, change.reason)
-        return await self._lease_next(
-            session, worker_id, view, membership.status, None, membership.answers, now
-        )
-
-    def _judge_qualification(
-        self, membership: Membership, *, force: bool = False
-    ) -> StatusChange | None:
-        taskset, _rules = self._rules[membership.taskset_id]
-        qualification = taskset.qualification or {}
-        needed = int(qualification.get("items", 0))
-        if membership.status != MembershipStatus.QUALIFYING:
-            return None
-        if membership.gold_answers < needed and not force:
-            return None
-        accuracy = (
-            membership.gold_correct / membership.gold_answers if membership.gold_answers else 1.0
-        )
-        if accuracy >= float(qualification.get("min_accuracy", 0.0)):
-            membership.status = MembershipStatus.ACTIVE
-            membership.status_reason = f"passed the qualification with {accuracy:.0%}"
-        else:
-            membership.status = MembershipStatus.FAILED
-            membership.status_reason = (
-                f"{membership.gold_correct} of {membership.gold_answers} training questions right, "
-                f"{float(qualification['min_accuracy']):.0%} needed"
-            )
-        return StatusChange(membership.status, membership.status_reason)
+        return await self.labeling.next_item_for(worker_id)
 
     async def record_answer(
         self, token: str, worker_id: int, choice: Choice, *, message_id: int | None = None
     ) -> AnswerOutcome:
-        """Store one answer for the lease named by ``token`` and lease the next item, atomically.
-
-        Idempotent on the token: a double tap, a redelivered update or a forged button changes
-        nothing and says why.
-        """
-        now = self.clock()
-        async with self.sessions.begin() as session:
-            query = (
-                select(Assignment, Item.is_gold, Item.gold_label, Item.explanation)
-                .join(Item, Item.id == Assignment.item_id)
-                .where(Assignment.token == token)
-            )
-            if not is_sqlite(self.engine.url):
-                query = query.with_for_update(of=Assignment)
-            found = (await session.execute(query)).one_or_none()
-            if found is None:
-                return Rejected(Rejection.FORGED)
-            assignment, is_gold, gold_label, explanation = found
-            if assignment.worker_id != worker_id:
-                return Rejected(Rejection.FOREIGN)
-            if assignment.state == AssignmentState.ANSWERED:
-                return Rejected(Rejection.DUPLICATE)
-            view = await self.view(assignment.taskset_id)
-            if isinstance(choice, int) and not 0 <= choice < len(view.labels):
-                return Rejected(Rejection.FORGED)
-            if assignment.state == AssignmentState.EXPIRED and not is_gold:
-                # The sweep gave the slot back; take the late answer only if a slot is still free.
-                reopened = await session.execute(
-                    update(Item)
-                    .where(Item.id == assignment.item_id, Item.open.is_(True))
-                    .values(
-                        in_flight=Item.in_flight + 1,
-                        open=Item.answer_count + Item.in_flight + 1 < Item.needed,
-                    )
-                )
-                if not reopened.rowcount:  # type: ignore[attr-defined]
-                    return Rejected(Rejection.EXPIRED)
-
-            if isinstance(choice, int):
-                label, kind, chosen = (
-                    view.labels[choice].value,
-                    AnswerKind.LABEL,
-                    view.labels[choice].text,
-                )
-            else:
-                label, kind, chosen = None, AnswerKind(choice), SKIPPED_TEXT[choice]
-            try:
-                answer_id = await session.scalar(
-                    insert(Answer)
-                    .values(
-                        assignment_id=assignment.id,
-                        worker_id=worker_id,
-                        item_id=assignment.item_id,
-                        taskset_id=assignment.taskset_id,
-                        kind=kind,
-                        label=label,
-                        seconds=max(0.0, (now - as_utc(assignment.served_at)).total_seconds()),
-                        created_at=now,
-                    )
-                    .returning(Answer.id)
-                )
-            except IntegrityError:
-                # Only reachable when two leases of one (worker, item) raced on PostgreSQL.
-                return Rejected(Rejection.DUPLICATE)
-            assignment.state = AssignmentState.ANSWERED
-            if message_id is not None:
-                assignment.message_id = message_id
-
-            counted = label is not None
-            if not is_gold:
-                await self._settle_item(session, assignment.item_id, view, counted)
-            elif counted:  # gold has no quota to free; its count is for the coordinators' view
-                await session.execute(
-                    update(Item)
-                    .where(Item.id == assignment.item_id)
-                    .values(answer_count=Item.answer_count + 1)
-                )
-            if counted and view.reward_minor:
-                await session.execute(
-                    insert(LedgerEntry).values(
-                        worker_id=worker_id,
-                        taskset_id=view.id,
-                        answer_id=answer_id,
-                        kind="reward",
-                        amount_minor=view.reward_minor,
-                        currency=view.currency,
-                        created_at=now,
-                    )
-                )
-            membership = await session.get_one(Membership, (worker_id, assignment.taskset_id))
-            membership.answers += 1
-            gold: GoldFeedback | None = None
-            if is_gold and counted:
-                correct = label == gold_label
-                membership.gold_answers += 1
-                membership.gold_correct += int(correct)
-                gold = GoldFeedback(
-                    correct=correct,
-                    gold_label=self._label_text(view, gold_label),
-                    explanation=explanation,
-                    answer_id=int(answer_id or 0),
-                    training=membership.status == MembershipStatus.QUALIFYING,
-                )
-            change = self._judge_qualification(membership) or await self._check_rules(
-                session, membership, gold is not None
-            )
-            await session.flush()
-            following = await self._lease_next(
-                session,
-                worker_id,
-                view,
-                membership.status,
-                membership.status_reason,
-                membership.answers,
-                now,
-            )
-            return Recorded(chosen, gold, change, following)
-
-    @staticmethod
-    def _label_text(view: TaskSetView, value: str | None) -> str:
-        return next((lab.text for lab in view.labels if lab.value == value), value or "")
-
-    async def _settle_item(
-        self, session: AsyncSession, item_id: int, view: TaskSetView, counted: bool
-    ) -> None:
-        """Free the lease slot, count the answer, and grow the overlap if the item is contested."""
-        added = 1 if counted else 0
-        taskset, _rules = self._rules[view.id]
-        if not counted or taskset.overlap_confidence is None:
-            await session.execute(
-                update(Item)
-                .where(Item.id == item_id)
-                .values(
-                    answer_count=Item.answer_count + added,
-                    in_flight=Item.in_flight - 1,
-                    open=Item.answer_count + added + Item.in_flight - 1 < Item.needed,
-                )
-            )
-            return
-        item = await session.get_one(Item, item_id)
-        item.answer_count += 1
-        item.in_flight -= 1
-        votes = await session.execute(
-            select(Answer.label, Membership.gold_correct, Membership.gold_answers)
-            .join(
-                Membership,
-                and_(
-                    Membership.worker_id == Answer.worker_id,
-                    Membership.taskset_id == Answer.taskset_id,
-                ),
-            )
-            .where(Answer.item_id == item_id, Answer.kind == AnswerKind.LABEL)
-        )
-        index = {lab.value: k for k, lab in enumerate(view.labels)}
-        _best, item.confidence = item_posterior(
-            [(index[lab], smoothed_accuracy(c, n)) for lab, c, n in votes if lab in index],
-            len(view.labels),
-        )
-        if (
-            item.answer_count >= item.needed
-            and item.confidence < taskset.overlap_confidence
-            and item.needed < taskset.overlap_max
-        ):
-            item.needed += 1
-        item.open = item.answer_count + item.in_flight < item.needed
-
-    async def _check_rules(
-        self, session: AsyncSession, membership: Membership, after_gold: bool
-    ) -> StatusChange | None:
-        if membership.status != MembershipStatus.ACTIVE:
-            return None
-        if not after_gold and membership.answers % RULE_CHECK_EVERY:
-            return None
-        _taskset, rules = self._rules[membership.taskset_id]
-        recent = (
-            await session.execute(
-                select(Answer.seconds, Answer.label)
-                .where(
-                    Answer.taskset_id == membership.taskset_id,
-                    Answer.worker_id == membership.worker_id,
-                )
-                .order_by(Answer.id.desc())
-                .limit(max(rules.dominant_window, rules.min_answers_for_speed))
-            )
-        ).all()
-        crowd = await session.scalars(
-            select(Answer.label)
-            .where(Answer.taskset_id == membership.taskset_id, Answer.label.is_not(None))
-            .order_by(Answer.id.desc())
-            .limit(CROWD_SAMPLE)
-        )
-        record = WorkerRecord(
-            gold_answers=membership.gold_answers,
-            gold_correct=membership.gold_correct,
-            recent_seconds=[seconds for seconds, _ in recent],
-            recent_labels=[label for _, label in recent if label is not None],
-            crowd_labels=[label for label in crowd if label is not None],
-        )
-        reason = suspension_reason(record, rules)
-        if reason is None:
-            return None
-        membership.status = MembershipStatus.SUSPENDED
-        membership.status_reason = reason
-        return StatusChange(MembershipStatus.SUSPENDED, reason)
-
-    # ------------------------------------------------------------------ leases
+        return await self.labeling.record_answer(token, worker_id, choice, message_id=message_id)
 
     async def expire_leases(self) -> int:
-        """Give the items of leases that ran out back to the pool; returns how many expired."""
-        async with self.sessions.begin() as session:
-            return await self._expire(session, Assignment.expires_at <= self.clock())
-
-    async def _expire(self, session: AsyncSession, condition: Any) -> int:
-        expired = await session.execute(
-            update(Assignment)
-            .where(Assignment.state == AssignmentState.LEASED, condition)
-            .values(state=AssignmentState.EXPIRED)
-            .returning(Assignment.item_id)
-        )
-        item_ids = [item_id for (item_id,) in expired]
-        for item_id in item_ids:
-            await session.execute(
-                update(Item)
-                .where(Item.id == item_id, Item.is_gold.is_(False))
-                .values(
-                    in_flight=Item.in_flight - 1,
-                    open=Item.answer_count + Item.in_flight - 1 < Item.needed,
-                )
-            )
-        return len(item_ids)
+        return await self.labeling.expire_leases()
 
     # ------------------------------------------------------------------- reads
 

@@ -75,7 +75,7 @@ async def test_two_processes_finish_a_set_when_one_is_killed(
             await bots.stop()
 
         async with engine.connect() as connection:
-            per_item = dict(
+            per_item: dict[str, int] = dict(
                 (
                     await connection.execute(
                         text(

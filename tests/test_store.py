@@ -225,8 +225,8 @@ async def test_next_item_query_walks_the_index(sqlite_template: Path) -> None:
     (SQLite's plan is stable on an empty table; PostgreSQL's is measured by the benchmarks.)
     """
     store = LabelStore(create_engine(f"sqlite+aiosqlite:///{sqlite_template}"))
-    compiled = store.next_item_query.compile(dialect=store.engine.dialect)
-    params = {**compiled.params, "taskset_id": 1, "worker_id": 1}
+    compiled = store.labeling.next_item_query.compile(dialect=store.engine.dialect)
+    params = {**compiled.params, "taskset": 1, "worker": 1}
     positional = tuple(params[name] for name in compiled.positiontup or ())
     async with store.engine.connect() as conn:
         plan = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), positional)

@@ -1,0 +1,662 @@
+"""The labeling hot path: hand out items as leases and record answers, each atomically.
+
+Everything here runs on a plain connection with Core statements built once at start-up: no ORM
+unit of work, no per-tap compilation, and as few round trips as the invariants allow. A tap is
+one transaction that checks the lease token, stores the answer, frees the lease, credits the
+ledger, updates the worker's standing and leases the next item.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Update, and_, bindparam, case, exists, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage.engine import is_sqlite
+from storage.models import (
+    Answer,
+    AnswerKind,
+    Assignment,
+    AssignmentState,
+    Item,
+    LedgerEntry,
+    Membership,
+    MembershipStatus,
+    TaskSet,
+    TaskSetStatus,
+    Worker,
+    WorkerStatus,
+)
+from storage.results import (
+    AnswerOutcome,
+    GoldFeedback,
+    LabelOption,
+    NextItem,
+    NoItem,
+    NoItemReason,
+    Recorded,
+    Rejected,
+    Rejection,
+    ServedItem,
+    StatusChange,
+    TaskSetView,
+)
+from tasksets.quality import (
+    QualityRules,
+    WorkerRecord,
+    item_posterior,
+    smoothed_accuracy,
+    suspension_reason,
+)
+
+Choice = int | Literal["skip", "unsure"]
+SKIPPED_TEXT = {"skip": "Skipped", "unsure": "Not sure"}
+# How often (in a worker's answers) the rules that read recent history run.
+RULE_CHECK_EVERY = 5
+CROWD_SAMPLE = 1000
+LEASE_ATTEMPTS = 3
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How a task set hands out work and judges workers; fixed once the set is loaded."""
+
+    gold_ratio: float
+    last_gold_position: int | None  # None when the set has no gold items
+    qualification_items: int  # 0 when there is no qualification
+    qualification_accuracy: float
+    overlap_max: int
+    overlap_confidence: float | None  # set for dynamic overlap
+    reward_minor: int
+    currency: str
+    rules: QualityRules
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A worker's membership row as the hot path reads it."""
+
+    status: MembershipStatus
+    reason: str | None
+    answers: int
+    gold_answers: int
+    gold_correct: int
+
+
+class TaskSetCatalog:
+    """Rendering data and policy of each task set, cached per process (they never change after
+    loading), and loaded on the caller's connection so no second connection is ever needed
+    inside a transaction (with SQLite's write lock held, one would wait for the first)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[TaskSetView, Policy]] = {}
+
+    async def get(self, conn: AsyncConnection, taskset_id: int) -> tuple[TaskSetView, Policy]:
+        entry = self._entries.get(taskset_id)
+        if entry is None:
+            row = (await conn.execute(select(TaskSet).where(TaskSet.id == taskset_id))).one()
+            last_gold = await conn.scalar(
+                select(func.max(Item.position)).where(
+                    Item.taskset_id == taskset_id, Item.is_gold.is_(True)
+                )
+            )
+            qualification = row.qualification or {}
+            view = TaskSetView(
+                id=row.id,
+                name=row.name,
+                title=row.title,
+                instructions=row.instructions,
+                question=row.question,
+                labels=tuple(LabelOption(lab["value"], lab["text"]) for lab in row.labels),
+                reward_minor=row.reward_minor,
+                currency=row.currency,
+            )
+            policy = Policy(
+                gold_ratio=row.gold_ratio,
+                last_gold_position=last_gold,
+                qualification_items=int(qualification.get("items", 0)),
+                qualification_accuracy=float(qualification.get("min_accuracy", 0.0)),
+                overlap_max=row.overlap_max,
+                overlap_confidence=row.overlap_confidence,
+                reward_minor=row.reward_minor,
+                currency=row.currency,
+                rules=QualityRules.model_validate(row.quality),
+            )
+            entry = self._entries[taskset_id] = (view, policy)
+        return entry
+
+
+# ---------------------------------------------------------------- statements (built once)
+
+ITEM_CONTENT = (Item.id, Item.text, Item.media_kind, Item.media_ref)
+
+
+def not_given_to_worker() -> Any:
+    return ~exists().where(
+        Assignment.worker_id == bindparam("worker"), Assignment.item_id == Item.id
+    )
+
+
+def open_slot_values() -> dict[str, Any]:
+    """Take one lease slot; ``open`` follows the counters in the same statement."""
+    return {
+        "in_flight": Item.in_flight + 1,
+        "open": Item.answer_count + Item.in_flight + 1 < Item.needed,
+    }
+
+
+def pick_regular_query(*, lock: bool) -> Any:
+    """The next open item for a worker: started items first, then file order.
+
+    It walks ``ix_items_pick`` in order and stops at the first item the worker has not been
+    given, so its cost depends on the worker's history, not on the size of the set.
+    """
+    query = (
+        select(Item.id)
+        .where(
+            Item.taskset_id == bindparam("taskset"),
+            Item.is_gold.is_(False),
+            Item.open.is_(True),
+            not_given_to_worker(),
+        )
+        .order_by(Item.answer_count.desc(), Item.position)
+        .limit(1)
+    )
+    # Two processes never take the same row: the second skips it and takes the next one.
+    return query.with_for_update(skip_locked=True) if lock else query
+
+
+def lease_regular_statement(pick: Any) -> Update:
+    """Pick and take a slot in one round trip; no row means nothing left (or a lost race)."""
+    return (
+        update(Item)
+        .where(Item.id == pick.scalar_subquery(), Item.open.is_(True))
+        .values(open_slot_values())
+        .returning(*ITEM_CONTENT)
+    )
+
+
+def pick_gold_query(*, after: bool) -> Any:
+    """An unseen gold item from a random starting position (wrapping around once)."""
+    start = bindparam("start", type_=Item.position.type)
+    return (
+        select(*ITEM_CONTENT)
+        .where(
+            Item.taskset_id == bindparam("taskset"),
+            Item.is_gold.is_(True),
+            Item.position >= start if after else Item.position < start,
+            not_given_to_worker(),
+        )
+        .order_by(Item.position)
+        .limit(1)
+    )
+
+
+WORKER_STATE = (
+    select(
+        Worker.current_taskset_id,
+        Worker.status.label("worker_status"),
+        Membership.status,
+        Membership.status_reason,
+        Membership.answers,
+        Membership.gold_answers,
+        Membership.gold_correct,
+        TaskSet.status.label("taskset_status"),
+    )
+    .select_from(Worker)
+    .outerjoin(
+        Membership,
+        and_(
+            Membership.worker_id == Worker.id,
+            Membership.taskset_id == Worker.current_taskset_id,
+        ),
+    )
+    .outerjoin(TaskSet, TaskSet.id == Worker.current_taskset_id)
+    .where(Worker.id == bindparam("worker"))
+)
+
+LIVE_LEASE = (
+    select(Assignment.token, Item.text, Item.media_kind, Item.media_ref)
+    .join(Item, Item.id == Assignment.item_id)
+    .where(
+        Assignment.worker_id == bindparam("worker"),
+        Assignment.taskset_id == bindparam("taskset"),
+        Assignment.state == AssignmentState.LEASED,
+        Assignment.expires_at > bindparam("now"),
+    )
+    .limit(1)
+)
+
+
+def claim_query(*, lock: bool) -> Any:
+    query = (
+        select(
+            Assignment.id,
+            Assignment.worker_id,
+            Assignment.item_id,
+            Assignment.taskset_id,
+            Assignment.state,
+            Assignment.served_at,
+            Item.is_gold,
+            Item.gold_label,
+            Item.explanation,
+            TaskSet.status.label("taskset_status"),
+        )
+        .join(Item, Item.id == Assignment.item_id)
+        .join(TaskSet, TaskSet.id == Assignment.taskset_id)
+        .where(Assignment.token == bindparam("token"))
+    )
+    # The row lock serialises two taps on one button across processes (SQLite: BEGIN IMMEDIATE).
+    return query.with_for_update(of=Assignment) if lock else query
+
+
+STANDING_AFTER_ANSWER = (
+    update(Membership)
+    .where(
+        Membership.worker_id == bindparam("worker"),
+        Membership.taskset_id == bindparam("taskset"),
+    )
+    .values(
+        answers=Membership.answers + 1,
+        gold_answers=Membership.gold_answers
+        + bindparam("gold", type_=Membership.gold_answers.type),
+        gold_correct=Membership.gold_correct
+        + bindparam("correct", type_=Membership.gold_correct.type),
+    )
+    .returning(
+        Membership.status,
+        Membership.status_reason,
+        Membership.answers,
+        Membership.gold_answers,
+        Membership.gold_correct,
+    )
+)
+
+
+def judge_qualification(standing: Standing, policy: Policy, *, force: bool) -> StatusChange | None:
+    """Pass or fail a qualifying worker once they answered enough training items."""
+    if standing.status != MembershipStatus.QUALIFYING:
+        return None
+    if standing.gold_answers < policy.qualification_items and not force:
+        return None
+    accuracy = standing.gold_correct / standing.gold_answers if standing.gold_answers else 1.0
+    if accuracy >= policy.qualification_accuracy:
+        return StatusChange(
+            MembershipStatus.ACTIVE, f"passed the qualification with {accuracy:.0%}"
+        )
+    return StatusChange(
+        MembershipStatus.FAILED,
+        f"{standing.gold_correct} of {standing.gold_answers} training questions right, "
+        f"{policy.qualification_accuracy:.0%} needed",
+    )
+
+
+class Labeling:
+    """Leases and answers. One instance per process, shared by all handlers."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        catalog: TaskSetCatalog,
+        *,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+        rng: random.Random,
+    ) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.lease = lease
+        self.clock = clock
+        self.rng = rng
+        lock = not is_sqlite(engine.url)  # SQLite serialises writers with BEGIN IMMEDIATE
+        self.next_item_query = pick_regular_query(lock=lock)
+        self._lease_regular = lease_regular_statement(self.next_item_query)
+        self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
+        self._claim = claim_query(lock=lock)
+
+    async def next_item_for(self, worker_id: int) -> NextItem:
+        """The item to show this worker now: their live lease if they have one, else a new one."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            state = (await conn.execute(WORKER_STATE, {"worker": worker_id})).one_or_none()
+            if state is None or state.current_taskset_id is None or state.status is None:
+                return NoItem(NoItemReason.NO_TASKSET)  # never joined, or the set is gone
+            view, policy = await self.catalog.get(conn, state.current_taskset_id)
+            if state.worker_status == WorkerStatus.BANNED:
+                return NoItem(NoItemReason.BLOCKED, view)
+            standing = Standing(
+                MembershipStatus(state.status),
+                state.status_reason,
+                state.answers,
+                state.gold_answers,
+                state.gold_correct,
+            )
+            params = {"worker": worker_id, "taskset": view.id, "now": now}
+            live = (await conn.execute(LIVE_LEASE, params)).one_or_none()
+            if live is not None:
+                return ServedItem(
+                    live.token,
+                    view,
+                    live.text,
+                    live.media_kind,
+                    live.media_ref,
+                    standing.answers + 1,
+                )
+            return await self._lease_next(
+                conn, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
+            )
+
+    async def _lease_next(
+        self,
+        conn: AsyncConnection,
+        worker_id: int,
+        view: TaskSetView,
+        policy: Policy,
+        standing: Standing,
+        taskset_status: TaskSetStatus,
+        now: datetime,
+    ) -> NextItem:
+        if standing.status == MembershipStatus.SUSPENDED:
+            return NoItem(NoItemReason.SUSPENDED, view, standing.reason)
+        if standing.status == MembershipStatus.FAILED:
+            return NoItem(NoItemReason.FAILED_QUALIFICATION, view, standing.reason)
+        if taskset_status != TaskSetStatus.ACTIVE:
+            return NoItem(NoItemReason.NOT_ACTIVE, view)
+        params = {"taskset": view.id, "worker": worker_id}
+        row = None
+        if standing.status == MembershipStatus.QUALIFYING:
+            row = await self._lease_gold(conn, policy, params)
+            if row is None:
+                # Fewer gold items than the qualification asks for: judge on what was seen.
+                change = judge_qualification(standing, policy, force=True)
+                assert change is not None
+                await self._change_status(conn, worker_id, view.id, change)
+                if change.status == MembershipStatus.FAILED:
+                    return NoItem(NoItemReason.FAILED_QUALIFICATION, view, change.reason)
+        elif policy.gold_ratio and self.rng.random() < policy.gold_ratio:
+            row = await self._lease_gold(conn, policy, params)
+        if row is None:
+            for _ in range(LEASE_ATTEMPTS):
+                row = (await conn.execute(self._lease_regular, params)).one_or_none()
+                # Nothing returned: nothing left, unless another process closed the picked item
+                # between pick and update; only then is a retry worth it.
+                if row is not None or is_sqlite(self.engine.url):
+                    break
+        if row is None:
+            return NoItem(NoItemReason.ALL_DONE, view)
+        token = secrets.token_urlsafe(12)
+        await conn.execute(
+            insert(Assignment).values(
+                token=token,
+                worker_id=worker_id,
+                item_id=row.id,
+                taskset_id=view.id,
+                state=AssignmentState.LEASED,
+                served_at=now,
+                expires_at=now + self.lease,
+            )
+        )
+        return ServedItem(
+            token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1
+        )
+
+    async def _lease_gold(
+        self, conn: AsyncConnection, policy: Policy, params: dict[str, Any]
+    ) -> Any:
+        # Gold items have no quota: they are never "taken", only never shown twice to one worker.
+        if policy.last_gold_position is None:
+            return None
+        start = self.rng.randint(0, policy.last_gold_position)
+        for query in self._pick_gold:
+            row = (await conn.execute(query, {**params, "start": start})).one_or_none()
+            if row is not None:
+                return row
+        return None
+
+    async def _change_status(
+        self, conn: AsyncConnection, worker_id: int, taskset_id: int, change: StatusChange
+    ) -> None:
+        await conn.execute(
+            update(Membership)
+            .where(Membership.worker_id == worker_id, Membership.taskset_id == taskset_id)
+            .values(status=change.status, status_reason=change.reason)
+        )
+
+    async def record_answer(
+        self, token: str, worker_id: int, choice: Choice, *, message_id: int | None = None
+    ) -> AnswerOutcome:
+        """Store one answer for the lease named by ``token`` and lease the next item, atomically.
+
+        Idempotent on the token: a double tap, a redelivered update or a forged button changes
+        nothing and says why.
+        """
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            claim = (await conn.execute(self._claim, {"token": token})).one_or_none()
+            if claim is None:
+                return Rejected(Rejection.FORGED)
+            if claim.worker_id != worker_id:
+                return Rejected(Rejection.FOREIGN)
+            if claim.state == AssignmentState.ANSWERED:
+                return Rejected(Rejection.DUPLICATE)
+            view, policy = await self.catalog.get(conn, claim.taskset_id)
+            if isinstance(choice, int) and not 0 <= choice < len(view.labels):
+                return Rejected(Rejection.FORGED)
+            if claim.state == AssignmentState.EXPIRED and not claim.is_gold:
+                # The sweep gave the slot back; take the late answer only if a slot is still free.
+                reopened = await conn.execute(
+                    update(Item)
+                    .where(Item.id == claim.item_id, Item.open.is_(True))
+                    .values(open_slot_values())
+                )
+                if not reopened.rowcount:
+                    return Rejected(Rejection.EXPIRED)
+
+            if isinstance(choice, int):
+                label, kind, chosen = (
+                    view.labels[choice].value,
+                    AnswerKind.LABEL,
+                    view.labels[choice].text,
+                )
+            else:
+                label, kind, chosen = None, AnswerKind(choice), SKIPPED_TEXT[choice]
+            answer_id = await conn.scalar(
+                insert(Answer)
+                .values(
+                    assignment_id=claim.id,
+                    worker_id=worker_id,
+                    item_id=claim.item_id,
+                    taskset_id=claim.taskset_id,
+                    kind=kind,
+                    label=label,
+                    seconds=max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
+                    created_at=now,
+                )
+                .returning(Answer.id)
+            )
+            assert answer_id is not None
+            await conn.execute(
+                update(Assignment)
+                .where(Assignment.id == claim.id)
+                .values(state=AssignmentState.ANSWERED, message_id=message_id)
+            )
+            counted = label is not None
+            if not claim.is_gold:
+                await self._settle_item(conn, claim.item_id, view, policy, counted)
+            elif counted:  # gold has no quota to free; its count is for the coordinators' view
+                await conn.execute(
+                    update(Item)
+                    .where(Item.id == claim.item_id)
+                    .values(answer_count=Item.answer_count + 1)
+                )
+            if counted and policy.reward_minor:
+                await conn.execute(
+                    insert(LedgerEntry).values(
+                        worker_id=worker_id,
+                        taskset_id=view.id,
+                        answer_id=answer_id,
+                        kind="reward",
+                        amount_minor=policy.reward_minor,
+                        currency=policy.currency,
+                        created_at=now,
+                    )
+                )
+            graded = claim.is_gold and counted
+            correct = graded and label == claim.gold_label
+            row = (
+                await conn.execute(
+                    STANDING_AFTER_ANSWER,
+                    {
+                        "worker": worker_id,
+                        "taskset": view.id,
+                        "gold": int(graded),
+                        "correct": int(correct),
+                    },
+                )
+            ).one()
+            standing = Standing(MembershipStatus(row.status), *row[1:])
+            gold = None
+            if graded:
+                gold = GoldFeedback(
+                    correct=correct,
+                    gold_label=next(
+                        (lab.text for lab in view.labels if lab.value == claim.gold_label),
+                        claim.gold_label or "",
+                    ),
+                    explanation=claim.explanation,
+                    answer_id=answer_id,
+                    training=standing.status == MembershipStatus.QUALIFYING,
+                )
+            change = judge_qualification(standing, policy, force=False)
+            if (
+                change is None
+                and standing.status == MembershipStatus.ACTIVE
+                and (graded or standing.answers % RULE_CHECK_EVERY == 0)
+            ):
+                change = await self._check_rules(conn, worker_id, view.id, policy, standing)
+            if change is not None:
+                await self._change_status(conn, worker_id, view.id, change)
+                standing = Standing(change.status, change.reason, *row[2:])
+            following = await self._lease_next(
+                conn, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
+            )
+            return Recorded(chosen, gold, change, following)
+
+    async def _settle_item(
+        self,
+        conn: AsyncConnection,
+        item_id: int,
+        view: TaskSetView,
+        policy: Policy,
+        counted: bool,
+    ) -> None:
+        """Free the lease slot, count the answer, and grow the overlap if the item is contested."""
+        added = 1 if counted else 0
+        await conn.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(
+                answer_count=Item.answer_count + added,
+                in_flight=Item.in_flight - 1,
+                open=Item.answer_count + added + Item.in_flight - 1 < Item.needed,
+            )
+        )
+        if not counted or policy.overlap_confidence is None:
+            return
+        votes = await conn.execute(
+            select(Answer.label, Membership.gold_correct, Membership.gold_answers)
+            .join(
+                Membership,
+                and_(
+                    Membership.worker_id == Answer.worker_id,
+                    Membership.taskset_id == Answer.taskset_id,
+                ),
+            )
+            .where(Answer.item_id == item_id, Answer.kind == AnswerKind.LABEL)
+        )
+        index = {lab.value: k for k, lab in enumerate(view.labels)}
+        _best, confidence = item_posterior(
+            [(index[lab], smoothed_accuracy(c, n)) for lab, c, n in votes if lab in index],
+            len(view.labels),
+        )
+        values: dict[str, Any] = {"confidence": confidence}
+        if confidence < policy.overlap_confidence:
+            # A contested item that reached its quota asks for one more answer, up to the max.
+            needed = case(
+                (
+                    and_(Item.answer_count >= Item.needed, Item.needed < policy.overlap_max),
+                    Item.needed + 1,
+                ),
+                else_=Item.needed,
+            )
+            values.update(needed=needed, open=Item.answer_count + Item.in_flight < needed)
+        await conn.execute(update(Item).where(Item.id == item_id).values(values))
+
+    async def _check_rules(
+        self,
+        conn: AsyncConnection,
+        worker_id: int,
+        taskset_id: int,
+        policy: Policy,
+        standing: Standing,
+    ) -> StatusChange | None:
+        rules = policy.rules
+        recent = (
+            await conn.execute(
+                select(Answer.seconds, Answer.label)
+                .where(Answer.taskset_id == taskset_id, Answer.worker_id == worker_id)
+                .order_by(Answer.id.desc())
+                .limit(max(rules.dominant_window, rules.min_answers_for_speed))
+            )
+        ).all()
+        crowd = await conn.scalars(
+            select(Answer.label)
+            .where(Answer.taskset_id == taskset_id, Answer.label.is_not(None))
+            .order_by(Answer.id.desc())
+            .limit(CROWD_SAMPLE)
+        )
+        record = WorkerRecord(
+            gold_answers=standing.gold_answers,
+            gold_correct=standing.gold_correct,
+            recent_seconds=[seconds for seconds, _ in recent],
+            recent_labels=[label for _, label in recent if label is not None],
+            crowd_labels=[label for label in crowd if label is not None],
+        )
+        reason = suspension_reason(record, rules)
+        return StatusChange(MembershipStatus.SUSPENDED, reason) if reason else None
+
+    async def expire_leases(self) -> int:
+        """Give the items of leases that ran out back to the pool; returns how many expired."""
+        async with self.engine.begin() as conn:
+            return await self.expire(conn, Assignment.expires_at <= self.clock())
+
+    async def expire(self, conn: AsyncConnection, condition: Any) -> int:
+        expired = await conn.execute(
+            update(Assignment)
+            .where(Assignment.state == AssignmentState.LEASED, condition)
+            .values(state=AssignmentState.EXPIRED)
+            .returning(Assignment.item_id)
+        )
+        freed = Counter(item_id for (item_id,) in expired)
+        for item_id, slots in freed.items():
+            await conn.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.is_gold.is_(False))
+                .values(
+                    in_flight=Item.in_flight - slots,
+                    open=Item.answer_count + Item.in_flight - slots < Item.needed,
+                )
+            )
+        return sum(freed.values())
