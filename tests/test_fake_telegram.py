@@ -30,6 +30,7 @@ from telegram.ext import (
 )
 
 from bot.fake_telegram import FakeTelegram
+from bot.transport import TransportKind, build_requests
 
 TOKEN = "123456:TEST-TOKEN"
 USER_ID = 1001
@@ -67,12 +68,17 @@ async def measure_document(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     await message.reply_text(f"got {message.document.file_name}: {bytes(content)!r}")
 
 
-def build_application(telegram: FakeTelegram) -> Application:
+def build_application(telegram: FakeTelegram, transport: TransportKind) -> Application:
+    request, get_updates_request = build_requests(
+        transport, get_updates_read_timeout=5.0, connection_pool_size=8
+    )
     application = (
         ApplicationBuilder()
         .token(telegram.token)
         .base_url(telegram.base_url)
         .base_file_url(telegram.base_file_url)
+        .request(request)
+        .get_updates_request(get_updates_request)
         .build()
     )
     application.add_handler(CommandHandler("start", start))
@@ -89,8 +95,10 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-async def polling_app(telegram: FakeTelegram) -> AsyncIterator[Application]:
-    application = build_application(telegram)
+async def polling_app(
+    telegram: FakeTelegram, transport: TransportKind
+) -> AsyncIterator[Application]:
+    application = build_application(telegram, transport)
     async with application:
         await application.start()
         assert application.updater is not None
@@ -101,8 +109,18 @@ async def polling_app(telegram: FakeTelegram) -> AsyncIterator[Application]:
 
 
 @pytest.fixture
-async def bot(telegram: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url) as b:
+async def bot(telegram: FakeTelegram, transport: TransportKind) -> AsyncIterator[Bot]:
+    """A bare Bot on either HTTP transport: the fake must behave the same for both."""
+    request, get_updates_request = build_requests(
+        transport, get_updates_read_timeout=5.0, connection_pool_size=8
+    )
+    async with Bot(
+        TOKEN,
+        base_url=telegram.base_url,
+        base_file_url=telegram.base_file_url,
+        request=request,
+        get_updates_request=get_updates_request,
+    ) as b:
         yield b
 
 
