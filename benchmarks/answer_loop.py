@@ -362,27 +362,23 @@ async def measure(
 
 @dataclass(slots=True)
 class Bench:
-    """What every contender run shares: where files go, which users are still unused."""
+    """What every contender run shares: where files go, which user ids are still unused."""
 
     workdir: Path
     taps: int
     worker_counts: Sequence[int]
     user_ids: Iterator[int] = field(default_factory=lambda: itertools.count(100_001))
+    runs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     samples_dir: Path | None = None  # set: py-spy samples each timed phase into this folder
 
-    async def run(
-        self,
-        contender: Contender,
-        database_url: str | None,
-        command: Sequence[str] | None = None,
-    ) -> dict[int, Sample]:
+    async def run(self, contender: Contender, database_url: str | None) -> dict[int, Sample]:
         """Start the contender once and measure each worker count in turn."""
         samples: dict[int, Sample] = {}
         async with FakeTelegram(TOKEN) as fake:
             env = environment(fake, database_url, contender.webhook)
-            log_path = self.workdir / f"{contender.key}-{next(self.user_ids)}.log"
+            log_path = self.workdir / f"{contender.key}-{next(self.runs)}.log"
             label = f"({contender.key}) {contender.title}"
-            async with bot_process(command or contender.command, env, log_path, label) as bot:
+            async with bot_process(contender.command, env, log_path, label) as bot:
                 for workers in self.worker_counts:
                     users = [fake.user(next(self.user_ids)) for _ in range(workers)]
                     samples_to = (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from storage.results import GoldFeedback, NoItem, NoItemReason, Rejection, TaskSetView
+from storage.store import WorkerScore
+from tasksets.money import format_money
 
 SKIP_BUTTON = "Skip"
 UNSURE_BUTTON = "Not sure"
@@ -15,6 +17,7 @@ HELP = (
     "Some items are control questions with a known answer: they look like any other item, "
     "and your accuracy on them is how we know your labels are good.\n\n"
     "/next – the current item again\n"
+    "/me – your answers, accuracy and earnings\n"
     "/guidelines – how to label this task\n"
     "/help – this message"
 )
@@ -99,3 +102,23 @@ def status_change(reason: str | None, suspended: bool) -> str:
     if suspended:
         return f"Your work here is paused: {reason}."
     return f"🎓 You passed the training ({reason}). Now the real items begin."
+
+
+def me(view: TaskSetView, score: WorkerScore, rank: int, workers: int) -> str:
+    if score.gold_answers:
+        accuracy = (
+            f"{score.gold_correct} of {score.gold_answers} control questions right "
+            f"(accuracy estimate {score.gold_accuracy:.0%})"
+        )
+    else:
+        accuracy = "no control questions answered yet"
+    lines = [
+        f"“{view.title}”",
+        f"Answers: {score.answers}",
+        f"Accuracy: {accuracy}",
+        f"Rank: {rank} of {workers}",
+        f"Earned here: {format_money(score.earned_minor, view.currency)}",
+    ]
+    if score.status != "active":
+        lines.append(f"Status: {score.status} ({score.reason})")
+    return "\n".join(lines)

@@ -54,6 +54,7 @@ COMMANDS = [
     ("start", "Start labeling"),
     ("next", "Show the current item"),
     ("guidelines", "How to label this task"),
+    ("me", "My answers, accuracy and earnings"),
     ("help", "How this bot works"),
 ]
 
@@ -202,6 +203,22 @@ async def guidelines(update: Update, context: Context) -> None:
     )
 
 
+async def me(update: Update, context: Context) -> None:
+    """The worker's own numbers in their current set: answers, accuracy, rank, earnings."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    store = context.bot_data.store
+    view = await store.current_taskset(user.id)
+    scores = await store.worker_scores(view.id) if view else []
+    ranked = sorted(scores, key=lambda s: (s.status != "active", -s.answers, s.worker_id))
+    mine = next((rank for rank, s in enumerate(ranked, 1) if s.worker_id == user.id), None)
+    if view is None or mine is None:
+        await message.reply_text(texts.no_item(NoItem(NoItemReason.NO_TASKSET)))
+        return
+    await message.reply_text(texts.me(view, ranked[mine - 1], mine, len(ranked)))
+
+
 async def help_command(update: Update, context: Context) -> None:
     if update.effective_message is not None:
         await update.effective_message.reply_text(texts.HELP)
@@ -312,6 +329,7 @@ def register(application: Application) -> None:
             CommandHandler("start", start, filters=private),
             CommandHandler("next", next_item, filters=private),
             CommandHandler("guidelines", guidelines, filters=private),
+            CommandHandler("me", me, filters=private),
             CommandHandler("help", help_command, filters=private),
             CallbackQueryHandler(answer, pattern=ANSWER_PATTERN),
             CallbackQueryHandler(dispute, pattern=DISPUTE_PATTERN),

@@ -198,3 +198,20 @@ async def test_media_items_arrive_as_photo_with_caption(
     await ann.press("neutral", message_id=item["message_id"])
     edited = await ann.wait_for(lambda m: "Your answer: neutral" in m.get("caption", ""))
     assert "reply_markup" not in edited
+
+
+async def test_me_shows_answers_accuracy_and_earnings(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=3, overlap=1))
+    ann = telegram.user(95, "Ann")
+    await ann.send_text("/start")
+    item = await ann.wait_for("Item 1")
+    await ann.press("positive", message_id=item["message_id"])
+    await ann.wait_for("Item 2")
+    await ann.send_text("/me")
+    summary = (await ann.wait_for("Answers:"))["text"]
+    assert "Answers: 1" in summary
+    assert "Rank: 1 of 1" in summary
+    assert "Earned here: 0.02 USD" in summary
+    assert "no control questions answered yet" in summary
