@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from telegram import BotCommand, Update
-from telegram.error import Forbidden
+from telegram.error import Forbidden, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
 
 from bot.settings import Settings
@@ -44,7 +44,10 @@ def build_application(
             engine, lease=timedelta(seconds=settings.lease_seconds), clock=clock, rng=rng
         )
         services.coordinators = settings.coordinators
-        await application.bot.set_my_commands([BotCommand(*pair) for pair in worker.COMMANDS])
+        try:
+            await application.bot.set_my_commands([BotCommand(*p) for p in worker.COMMANDS])
+        except TelegramError as error:  # only the phone's command menu is missing; keep going
+            log.warning("could not register the command menu: %s", error)
         if application.job_queue is not None:
             application.job_queue.run_repeating(
                 sweep_leases, interval=LEASE_SWEEP_SECONDS, first=LEASE_SWEEP_SECONDS

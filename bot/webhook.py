@@ -1,9 +1,12 @@
 """The webhook endpoint, served by aiohttp (PTB's custom-webhook pattern).
 
 Telegram POSTs each update with the secret header; a request without the right secret is refused
-before its body is read. A good update goes on ``application.update_queue`` as ``Update.de_json``,
-exactly where PTB's own poller or webhook server would put it. ``/healthz`` tells a load balancer
-whether this process can reach the database and when it last got an update.
+before its body is read. A good update is processed before the request is answered
+(``Application.process_update``, within PTB's concurrency limit): Telegram treats a 200 as
+delivered, so answering before the work is done would lose the updates still queued when a process
+dies. Answering after means a crash makes Telegram deliver the update again, which the handlers
+are built for (idempotent on the lease token). ``/healthz`` tells a load balancer whether this
+process can reach the database and when it last got an update.
 
 Why not PTB's built-in webhook server: it needs tornado (another HTTP stack beside aiohttp, which
 labelbot already uses for the Bot API), has no place for ``/healthz``, and cannot share one port
@@ -80,7 +83,7 @@ class WebhookServer:
             return web.Response(status=400, text="not a Telegram update")
         self.last_update_at = time.time()
         self.updates += 1
-        await self.application.update_queue.put(update)
+        await self.application.process_update(update)
         return web.Response()
 
     async def health(self, request: web.Request) -> web.Response:

@@ -98,9 +98,7 @@ def no_item(result: NoItem) -> str:
             return "Your account can't take tasks at the moment."
 
 
-def status_change(reason: str | None, suspended: bool) -> str:
-    if suspended:
-        return f"Your work here is paused: {reason}."
+def passed_training(reason: str | None) -> str:
     return f"🎓 You passed the training ({reason}). Now the real items begin."
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from telegram import (
@@ -47,6 +48,7 @@ from storage.results import (
 
 # Captions of photos, audio and video are limited to 1024 characters by Telegram.
 CAPTION_LIMIT = 1024
+LOST_REPLY_SECONDS = 3.0
 DISPUTE_PROMPT = "Dispute #{id}: if you like, reply with what you think is wrong."
 DISPUTE_PROMPT_RE = re.compile(r"^Dispute #(\d+):")
 
@@ -244,27 +246,37 @@ async def answer(update: Update, context: Context) -> None:
     chat_id = query.from_user.id
     if isinstance(outcome, Rejected):
         await answer_query(query, texts.ALERTS[outcome.reason], show_alert=True)
-        if outcome.reason == Rejection.EXPIRED:
+        if outcome.reason == Rejection.EXPIRED or reply_was_lost(outcome):
             if message is not None:
-                await edit_body(message, None)
+                await edit_body(message, outcome.chosen)
             await show(context, chat_id, await store.next_item_for(chat_id))
         return
-    await answer_query(query)
+    # The spinner on the button and the edit are independent calls: send them together.
     if message is not None:
-        await edit_body(message, outcome.chosen)
+        await asyncio.gather(answer_query(query), edit_body(message, outcome.chosen))
+    else:
+        await answer_query(query)
     if outcome.gold is not None:
         await context.bot.send_message(
             chat_id,
             texts.gold_feedback(outcome.gold),
             reply_markup=None if outcome.gold.correct else dispute_keyboard(outcome.gold.answer_id),
         )
-    if outcome.status_change is not None:
-        suspended = outcome.status_change.status == MembershipStatus.SUSPENDED
-        if outcome.status_change.status != MembershipStatus.FAILED:
-            await context.bot.send_message(
-                chat_id, texts.status_change(outcome.status_change.reason, suspended)
-            )
+    change = outcome.status_change
+    if change is not None and change.status == MembershipStatus.ACTIVE:
+        await context.bot.send_message(chat_id, texts.passed_training(change.reason))
+    # A suspension or a failed qualification is explained by the "no more items" message.
     await show(context, chat_id, outcome.next)
+
+
+def reply_was_lost(outcome: Rejected) -> bool:
+    """A repeated tap long after the answer: the worker saw no reaction to the first one
+    (the process died, a Bot API call failed), so the choice and the current item are shown
+    again. A quick double tap only gets the alert."""
+    return (
+        outcome.reason == Rejection.DUPLICATE
+        and (outcome.seconds_since_answer or 0.0) >= LOST_REPLY_SECONDS
+    )
 
 
 def dispute_keyboard(answer_id: int) -> InlineKeyboardMarkup:

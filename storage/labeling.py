@@ -57,7 +57,7 @@ from tasksets.quality import (
 )
 
 Choice = int | Literal["skip", "unsure"]
-SKIPPED_TEXT = {"skip": "Skipped", "unsure": "Not sure"}
+SKIPPED_TEXT = {AnswerKind.SKIP: "Skipped", AnswerKind.UNSURE: "Not sure"}
 # How often (in a worker's answers) the rules that read recent history run.
 RULE_CHECK_EVERY = 5
 CROWD_SAMPLE = 1000
@@ -253,9 +253,13 @@ def claim_query(*, lock: bool) -> Any:
             Item.gold_label,
             Item.explanation,
             TaskSet.status.label("taskset_status"),
+            Answer.kind.label("answer_kind"),
+            Answer.label.label("answer_label"),
+            Answer.created_at.label("answered_at"),
         )
         .join(Item, Item.id == Assignment.item_id)
         .join(TaskSet, TaskSet.id == Assignment.taskset_id)
+        .outerjoin(Answer, Answer.assignment_id == Assignment.id)
         .where(Assignment.token == bindparam("token"))
     )
     # The row lock serialises two taps on one button across processes (SQLite: BEGIN IMMEDIATE).
@@ -283,6 +287,13 @@ STANDING_AFTER_ANSWER = (
         Membership.gold_correct,
     )
 )
+
+
+def chosen_text(view: TaskSetView, kind: AnswerKind, label: str | None) -> str:
+    """What the worker tapped, as the button said it."""
+    if kind != AnswerKind.LABEL:
+        return SKIPPED_TEXT[kind]
+    return next((lab.text for lab in view.labels if lab.value == label), label or "")
 
 
 def judge_qualification(standing: Standing, policy: Policy, *, force: bool) -> StatusChange | None:
@@ -449,9 +460,13 @@ class Labeling:
                 return Rejected(Rejection.FORGED)
             if claim.worker_id != worker_id:
                 return Rejected(Rejection.FOREIGN)
-            if claim.state == AssignmentState.ANSWERED:
-                return Rejected(Rejection.DUPLICATE)
             view, policy = await self.catalog.get(conn, claim.taskset_id)
+            if claim.state == AssignmentState.ANSWERED:
+                return Rejected(
+                    Rejection.DUPLICATE,
+                    chosen=chosen_text(view, claim.answer_kind, claim.answer_label),
+                    seconds_since_answer=(now - as_utc(claim.answered_at)).total_seconds(),
+                )
             if isinstance(choice, int) and not 0 <= choice < len(view.labels):
                 return Rejected(Rejection.FORGED)
             if claim.state == AssignmentState.EXPIRED and not claim.is_gold:
@@ -465,13 +480,10 @@ class Labeling:
                     return Rejected(Rejection.EXPIRED)
 
             if isinstance(choice, int):
-                label, kind, chosen = (
-                    view.labels[choice].value,
-                    AnswerKind.LABEL,
-                    view.labels[choice].text,
-                )
+                label, kind = view.labels[choice].value, AnswerKind.LABEL
             else:
-                label, kind, chosen = None, AnswerKind(choice), SKIPPED_TEXT[choice]
+                label, kind = None, AnswerKind(choice)
+            chosen = chosen_text(view, kind, label)
             answer_id = await conn.scalar(
                 insert(Answer)
                 .values(
@@ -531,10 +543,7 @@ class Labeling:
             if graded:
                 gold = GoldFeedback(
                     correct=correct,
-                    gold_label=next(
-                        (lab.text for lab in view.labels if lab.value == claim.gold_label),
-                        claim.gold_label or "",
-                    ),
+                    gold_label=chosen_text(view, AnswerKind.LABEL, claim.gold_label),
                     explanation=claim.explanation,
                     answer_id=answer_id,
                     training=standing.status == MembershipStatus.QUALIFYING,

@@ -94,6 +94,10 @@ class Rejection(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Rejected:
     reason: Rejection
+    # For a duplicate: what was recorded, and how long ago, so the bot can tell a double tap
+    # from a worker who tapped again because the reply to their first tap never came.
+    chosen: str | None = None
+    seconds_since_answer: float | None = None
 
 
 AnswerOutcome = Recorded | Rejected

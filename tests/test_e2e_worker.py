@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,6 +12,7 @@ from bot.app import LabelBotApp
 from bot.fake_telegram import FakeTelegram, FakeUser
 from handlers.services import Services
 from storage.models import Answer, LedgerEntry, Worker, WorkerStatus
+from tests.conftest import Clock
 from tests.factories import LABELS, make_spec
 
 ALL_DONE = "All done"
@@ -86,8 +88,9 @@ async def test_item_message_has_label_skip_and_unsure_buttons(
 
 
 async def test_same_update_twice_and_double_tap_store_one_answer(
-    bot: LabelBotApp, telegram: FakeTelegram
+    bot: LabelBotApp, telegram: FakeTelegram, clock: Clock
 ) -> None:
+    clock.step = timedelta(0)  # the repeats come at once, as a double tap does
     await store_of(bot).load_taskset(make_spec(items=3, overlap=1))
     ann = telegram.user(31, "Ann")
     await ann.send_text("/start")
@@ -106,6 +109,30 @@ async def test_same_update_twice_and_double_tap_store_one_answer(
     assert len(item_messages(ann)) == 2  # no extra item was sent for the repeats
     async with store_of(bot).sessions() as session:
         assert await session.scalar(select(func.sum(LedgerEntry.amount_minor))) == 2
+
+
+async def test_retap_after_no_reaction_shows_the_choice_and_current_item_again(
+    bot: LabelBotApp, telegram: FakeTelegram, clock: Clock
+) -> None:
+    """The reply to a tap was lost (say the process died after storing the answer); the worker
+    taps again a while later and must not be left stuck with an alert only."""
+    await store_of(bot).load_taskset(make_spec(items=3, overlap=1))
+    ann = telegram.user(35, "Ann")
+    await ann.send_text("/start")
+    first = await ann.wait_for("Item 1")
+    data = first["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    await ann.press("positive", message_id=first["message_id"])
+    second = await ann.wait_for("Item 2")
+
+    clock.advance(seconds=30)
+    await ann.press_data(data, first["message_id"])
+    again = await ann.wait_for(lambda m: m["message_id"] > second["message_id"])
+    await telegram.wait_idle()
+
+    assert again["text"] == second["text"]  # the same lease, shown again
+    assert again["reply_markup"] == second["reply_markup"]
+    assert ann.alerts[-1]["text"] == "Already recorded – thanks!"
+    assert await answers_in_db(bot) == 1
 
 
 async def test_forged_and_foreign_buttons_get_an_alert(

@@ -82,7 +82,9 @@ async def test_repeated_tap_changes_nothing(store: LabelStore) -> None:
     again = await store.record_answer(item.token, 1, 0)
 
     assert isinstance(first, Recorded) and first.chosen == "negative"
-    assert again == Rejected(Rejection.DUPLICATE)
+    assert isinstance(again, Rejected) and again.reason == Rejection.DUPLICATE
+    assert again.chosen == "negative"  # what was recorded, for showing it again
+    assert again.seconds_since_answer is not None and again.seconds_since_answer > 0
     assert await count(store, select(func.count()).select_from(Answer)) == 1
     assert await count(store, select(func.sum(LedgerEntry.amount_minor))) == 2
 
