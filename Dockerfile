@@ -16,7 +16,8 @@ RUN pip install ".[postgres]" \
     && useradd --create-home --uid 10001 labelbot
 
 USER labelbot
-# The webhook server (LABELBOT_LISTEN must be 0.0.0.0 inside a container).
+# The webhook server (LABELBOT_LISTEN must be 0.0.0.0 inside a container). /healthz exists in
+# webhook mode only; in polling mode the health check reports the container unhealthy.
 EXPOSE 8443
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"LABELBOT_PORT\", \"8443\")}/healthz', timeout=4)"
