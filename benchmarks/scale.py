@@ -284,7 +284,7 @@ async def measure(
 
 
 async def explain_pick(engine: AsyncEngine, store: LabelStore, taskset_id: int) -> str:
-    query = store.labeling.next_item_query.params(taskset_id=taskset_id, worker_id=2)
+    query = store.labeling.next_item_query.params(taskset=taskset_id, worker=2)
     sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     async with engine.connect() as connection:
         plan = await connection.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"))

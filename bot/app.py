@@ -56,7 +56,7 @@ def build_application(
     async def post_shutdown(application: LabelBotApp) -> None:
         services: Services = application.bot_data
         if hasattr(services, "store"):
-            await services.store.engine.dispose()
+            await services.store.close()
 
     request, get_updates_request = build_requests(
         settings.http, get_updates_read_timeout=30.0, connection_pool_size=256

@@ -117,11 +117,12 @@ def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]])
 
     async def runner() -> int:
         engine = create_engine(settings.database_url)
+        await upgrade(engine)
+        store = LabelStore(engine)
         try:
-            await upgrade(engine)
-            return await work(LabelStore(engine))
+            return await work(store)
         finally:
-            await engine.dispose()
+            await store.close()
 
     return asyncio.run(runner())
 

@@ -151,7 +151,7 @@ async def demo(out: Path, db_url: str, seed: int) -> int:
     await upgrade(engine)
     store = LabelStore(engine)
     taskset_id = await store.load_taskset(spec)
-    await engine.dispose()
+    await store.close()
 
     async with FakeTelegram() as telegram:
         settings = Settings(

@@ -8,18 +8,21 @@ ledger, updates the worker's standing and leases the next item.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Update, and_, bindparam, case, exists, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.engine import is_sqlite
+from storage.engine import create_sync_sqlite_engine, is_sqlite
 from storage.models import (
     Answer,
     AnswerKind,
@@ -62,6 +65,7 @@ SKIPPED_TEXT = {AnswerKind.SKIP: "Skipped", AnswerKind.UNSURE: "Not sure"}
 RULE_CHECK_EVERY = 5
 CROWD_SAMPLE = 1000
 LEASE_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -103,11 +107,11 @@ class TaskSetCatalog:
     def __init__(self) -> None:
         self._entries: dict[int, tuple[TaskSetView, Policy]] = {}
 
-    async def get(self, conn: AsyncConnection, taskset_id: int) -> tuple[TaskSetView, Policy]:
+    def get(self, conn: Connection, taskset_id: int) -> tuple[TaskSetView, Policy]:
         entry = self._entries.get(taskset_id)
         if entry is None:
-            row = (await conn.execute(select(TaskSet).where(TaskSet.id == taskset_id))).one()
-            last_gold = await conn.scalar(
+            row = (conn.execute(select(TaskSet).where(TaskSet.id == taskset_id))).one()
+            last_gold = conn.scalar(
                 select(func.max(Item.position)).where(
                     Item.taskset_id == taskset_id, Item.is_gold.is_(True)
                 )
@@ -331,7 +335,13 @@ class Labeling:
         self.lease = lease
         self.clock = clock
         self.rng = rng
-        lock = not is_sqlite(engine.url)  # SQLite serialises writers with BEGIN IMMEDIATE
+        # On SQLite the hot path runs on its own thread with the stdlib driver: a transaction is
+        # one hand-off to that thread instead of several per statement through aiosqlite, and
+        # the single thread is SQLite's single writer anyway. PostgreSQL runs the same code on
+        # the event loop through SQLAlchemy's greenlet bridge, in one greenlet per transaction.
+        self._sqlite = create_sync_sqlite_engine(engine.url) if is_sqlite(engine.url) else None
+        self._sqlite_thread = ThreadPoolExecutor(1, "labelbot-sqlite") if self._sqlite else None
+        lock = self._sqlite is None  # SQLite serialises writers with BEGIN IMMEDIATE
         self.next_item_query = pick_regular_query(lock=lock)
         self._lease_regular = lease_regular_statement(self.next_item_query)
         self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
@@ -339,39 +349,61 @@ class Labeling:
 
     async def next_item_for(self, worker_id: int) -> NextItem:
         """The item to show this worker now: their live lease if they have one, else a new one."""
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            state = (await conn.execute(WORKER_STATE, {"worker": worker_id})).one_or_none()
-            if state is None or state.current_taskset_id is None or state.status is None:
-                return NoItem(NoItemReason.NO_TASKSET)  # never joined, or the set is gone
-            view, policy = await self.catalog.get(conn, state.current_taskset_id)
-            if state.worker_status == WorkerStatus.BANNED:
-                return NoItem(NoItemReason.BLOCKED, view)
-            standing = Standing(
-                MembershipStatus(state.status),
-                state.status_reason,
-                state.answers,
-                state.gold_answers,
-                state.gold_correct,
-            )
-            params = {"worker": worker_id, "taskset": view.id, "now": now}
-            live = (await conn.execute(LIVE_LEASE, params)).one_or_none()
-            if live is not None:
-                return ServedItem(
-                    live.token,
-                    view,
-                    live.text,
-                    live.media_kind,
-                    live.media_ref,
-                    standing.answers + 1,
-                )
-            return await self._lease_next(
-                conn, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
-            )
+        return await self._transaction(self._next_item_for, worker_id, self.clock())
 
-    async def _lease_next(
+    def _next_item_for(self, conn: Connection, worker_id: int, now: datetime) -> NextItem:
+        state = (conn.execute(WORKER_STATE, {"worker": worker_id})).one_or_none()
+        if state is None or state.current_taskset_id is None or state.status is None:
+            return NoItem(NoItemReason.NO_TASKSET)  # never joined, or the set is gone
+        view, policy = self.catalog.get(conn, state.current_taskset_id)
+        if state.worker_status == WorkerStatus.BANNED:
+            return NoItem(NoItemReason.BLOCKED, view)
+        standing = Standing(
+            MembershipStatus(state.status),
+            state.status_reason,
+            state.answers,
+            state.gold_answers,
+            state.gold_correct,
+        )
+        params = {"worker": worker_id, "taskset": view.id, "now": now}
+        live = (conn.execute(LIVE_LEASE, params)).one_or_none()
+        if live is not None:
+            return ServedItem(
+                live.token,
+                view,
+                live.text,
+                live.media_kind,
+                live.media_ref,
+                standing.answers + 1,
+            )
+        return self._lease_next(
+            conn, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
+        )
+
+    async def _transaction(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(conn, *args)`` in one transaction, on the right thread for the backend."""
+        if self._sqlite is None:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work, *args)
+        sqlite = self._sqlite
+
+        def in_transaction() -> T:
+            with sqlite.begin() as conn:
+                return work(conn, *args)
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._sqlite_thread, in_transaction)
+
+    async def close(self) -> None:
+        if self._sqlite is not None and self._sqlite_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._sqlite_thread, self._sqlite.dispose
+            )
+            self._sqlite_thread.shutdown()
+
+    def _lease_next(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         worker_id: int,
         view: TaskSetView,
         policy: Policy,
@@ -388,27 +420,27 @@ class Labeling:
         params = {"taskset": view.id, "worker": worker_id}
         row = None
         if standing.status == MembershipStatus.QUALIFYING:
-            row = await self._lease_gold(conn, policy, params)
+            row = self._lease_gold(conn, policy, params)
             if row is None:
                 # Fewer gold items than the qualification asks for: judge on what was seen.
                 change = judge_qualification(standing, policy, force=True)
                 assert change is not None
-                await self._change_status(conn, worker_id, view.id, change)
+                self._change_status(conn, worker_id, view.id, change)
                 if change.status == MembershipStatus.FAILED:
                     return NoItem(NoItemReason.FAILED_QUALIFICATION, view, change.reason)
         elif policy.gold_ratio and self.rng.random() < policy.gold_ratio:
-            row = await self._lease_gold(conn, policy, params)
+            row = self._lease_gold(conn, policy, params)
         if row is None:
             for _ in range(LEASE_ATTEMPTS):
-                row = (await conn.execute(self._lease_regular, params)).one_or_none()
+                row = (conn.execute(self._lease_regular, params)).one_or_none()
                 # Nothing returned: nothing left, unless another process closed the picked item
                 # between pick and update; only then is a retry worth it.
-                if row is not None or is_sqlite(self.engine.url):
+                if row is not None or self._sqlite is not None:
                     break
         if row is None:
             return NoItem(NoItemReason.ALL_DONE, view)
         token = secrets.token_urlsafe(12)
-        await conn.execute(
+        conn.execute(
             insert(Assignment).values(
                 token=token,
                 worker_id=worker_id,
@@ -423,23 +455,21 @@ class Labeling:
             token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1
         )
 
-    async def _lease_gold(
-        self, conn: AsyncConnection, policy: Policy, params: dict[str, Any]
-    ) -> Any:
+    def _lease_gold(self, conn: Connection, policy: Policy, params: dict[str, Any]) -> Any:
         # Gold items have no quota: they are never "taken", only never shown twice to one worker.
         if policy.last_gold_position is None:
             return None
         start = self.rng.randint(0, policy.last_gold_position)
         for query in self._pick_gold:
-            row = (await conn.execute(query, {**params, "start": start})).one_or_none()
+            row = (conn.execute(query, {**params, "start": start})).one_or_none()
             if row is not None:
                 return row
         return None
 
-    async def _change_status(
-        self, conn: AsyncConnection, worker_id: int, taskset_id: int, change: StatusChange
+    def _change_status(
+        self, conn: Connection, worker_id: int, taskset_id: int, change: StatusChange
     ) -> None:
-        await conn.execute(
+        conn.execute(
             update(Membership)
             .where(Membership.worker_id == worker_id, Membership.taskset_id == taskset_id)
             .values(status=change.status, status_reason=change.reason)
@@ -453,119 +483,130 @@ class Labeling:
         Idempotent on the token: a double tap, a redelivered update or a forged button changes
         nothing and says why.
         """
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            claim = (await conn.execute(self._claim, {"token": token})).one_or_none()
-            if claim is None:
-                return Rejected(Rejection.FORGED)
-            if claim.worker_id != worker_id:
-                return Rejected(Rejection.FOREIGN)
-            view, policy = await self.catalog.get(conn, claim.taskset_id)
-            if claim.state == AssignmentState.ANSWERED:
-                return Rejected(
-                    Rejection.DUPLICATE,
-                    chosen=chosen_text(view, claim.answer_kind, claim.answer_label),
-                    seconds_since_answer=(now - as_utc(claim.answered_at)).total_seconds(),
-                )
-            if isinstance(choice, int) and not 0 <= choice < len(view.labels):
-                return Rejected(Rejection.FORGED)
-            if claim.state == AssignmentState.EXPIRED and not claim.is_gold:
-                # The sweep gave the slot back; take the late answer only if a slot is still free.
-                reopened = await conn.execute(
-                    update(Item)
-                    .where(Item.id == claim.item_id, Item.open.is_(True))
-                    .values(open_slot_values())
-                )
-                if not reopened.rowcount:
-                    return Rejected(Rejection.EXPIRED)
+        return await self._transaction(
+            self._record_answer, token, worker_id, choice, message_id, self.clock()
+        )
 
-            if isinstance(choice, int):
-                label, kind = view.labels[choice].value, AnswerKind.LABEL
-            else:
-                label, kind = None, AnswerKind(choice)
-            chosen = chosen_text(view, kind, label)
-            answer_id = await conn.scalar(
-                insert(Answer)
-                .values(
-                    assignment_id=claim.id,
+    def _record_answer(
+        self,
+        conn: Connection,
+        token: str,
+        worker_id: int,
+        choice: Choice,
+        message_id: int | None,
+        now: datetime,
+    ) -> AnswerOutcome:
+        claim = (conn.execute(self._claim, {"token": token})).one_or_none()
+        if claim is None:
+            return Rejected(Rejection.FORGED)
+        if claim.worker_id != worker_id:
+            return Rejected(Rejection.FOREIGN)
+        view, policy = self.catalog.get(conn, claim.taskset_id)
+        if claim.state == AssignmentState.ANSWERED:
+            return Rejected(
+                Rejection.DUPLICATE,
+                chosen=chosen_text(view, claim.answer_kind, claim.answer_label),
+                seconds_since_answer=(now - as_utc(claim.answered_at)).total_seconds(),
+            )
+        if isinstance(choice, int) and not 0 <= choice < len(view.labels):
+            return Rejected(Rejection.FORGED)
+        if claim.state == AssignmentState.EXPIRED and not claim.is_gold:
+            # The sweep gave the slot back; take the late answer only if a slot is still free.
+            reopened = conn.execute(
+                update(Item)
+                .where(Item.id == claim.item_id, Item.open.is_(True))
+                .values(open_slot_values())
+            )
+            if not reopened.rowcount:
+                return Rejected(Rejection.EXPIRED)
+
+        if isinstance(choice, int):
+            label, kind = view.labels[choice].value, AnswerKind.LABEL
+        else:
+            label, kind = None, AnswerKind(choice)
+        chosen = chosen_text(view, kind, label)
+        answer_id = conn.scalar(
+            insert(Answer)
+            .values(
+                assignment_id=claim.id,
+                worker_id=worker_id,
+                item_id=claim.item_id,
+                taskset_id=claim.taskset_id,
+                kind=kind,
+                label=label,
+                seconds=max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
+                created_at=now,
+            )
+            .returning(Answer.id)
+        )
+        assert answer_id is not None
+        conn.execute(
+            update(Assignment)
+            .where(Assignment.id == claim.id)
+            .values(state=AssignmentState.ANSWERED, message_id=message_id)
+        )
+        counted = label is not None
+        if not claim.is_gold:
+            self._settle_item(conn, claim.item_id, view, policy, counted)
+        elif counted:  # gold has no quota to free; its count is for the coordinators' view
+            conn.execute(
+                update(Item)
+                .where(Item.id == claim.item_id)
+                .values(answer_count=Item.answer_count + 1)
+            )
+        if counted and policy.reward_minor:
+            conn.execute(
+                insert(LedgerEntry).values(
                     worker_id=worker_id,
-                    item_id=claim.item_id,
-                    taskset_id=claim.taskset_id,
-                    kind=kind,
-                    label=label,
-                    seconds=max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
+                    taskset_id=view.id,
+                    answer_id=answer_id,
+                    kind="reward",
+                    amount_minor=policy.reward_minor,
+                    currency=policy.currency,
                     created_at=now,
                 )
-                .returning(Answer.id)
             )
-            assert answer_id is not None
-            await conn.execute(
-                update(Assignment)
-                .where(Assignment.id == claim.id)
-                .values(state=AssignmentState.ANSWERED, message_id=message_id)
+        graded = claim.is_gold and counted
+        correct = graded and label == claim.gold_label
+        row = (
+            conn.execute(
+                STANDING_AFTER_ANSWER,
+                {
+                    "worker": worker_id,
+                    "taskset": view.id,
+                    "gold": int(graded),
+                    "correct": int(correct),
+                },
             )
-            counted = label is not None
-            if not claim.is_gold:
-                await self._settle_item(conn, claim.item_id, view, policy, counted)
-            elif counted:  # gold has no quota to free; its count is for the coordinators' view
-                await conn.execute(
-                    update(Item)
-                    .where(Item.id == claim.item_id)
-                    .values(answer_count=Item.answer_count + 1)
-                )
-            if counted and policy.reward_minor:
-                await conn.execute(
-                    insert(LedgerEntry).values(
-                        worker_id=worker_id,
-                        taskset_id=view.id,
-                        answer_id=answer_id,
-                        kind="reward",
-                        amount_minor=policy.reward_minor,
-                        currency=policy.currency,
-                        created_at=now,
-                    )
-                )
-            graded = claim.is_gold and counted
-            correct = graded and label == claim.gold_label
-            row = (
-                await conn.execute(
-                    STANDING_AFTER_ANSWER,
-                    {
-                        "worker": worker_id,
-                        "taskset": view.id,
-                        "gold": int(graded),
-                        "correct": int(correct),
-                    },
-                )
-            ).one()
-            standing = Standing(MembershipStatus(row.status), *row[1:])
-            gold = None
-            if graded:
-                gold = GoldFeedback(
-                    correct=correct,
-                    gold_label=chosen_text(view, AnswerKind.LABEL, claim.gold_label),
-                    explanation=claim.explanation,
-                    answer_id=answer_id,
-                    training=standing.status == MembershipStatus.QUALIFYING,
-                )
-            change = judge_qualification(standing, policy, force=False)
-            if (
-                change is None
-                and standing.status == MembershipStatus.ACTIVE
-                and (graded or standing.answers % RULE_CHECK_EVERY == 0)
-            ):
-                change = await self._check_rules(conn, worker_id, view.id, policy, standing)
-            if change is not None:
-                await self._change_status(conn, worker_id, view.id, change)
-                standing = Standing(change.status, change.reason, *row[2:])
-            following = await self._lease_next(
-                conn, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
+        ).one()
+        standing = Standing(MembershipStatus(row.status), *row[1:])
+        gold = None
+        if graded:
+            gold = GoldFeedback(
+                correct=correct,
+                gold_label=chosen_text(view, AnswerKind.LABEL, claim.gold_label),
+                explanation=claim.explanation,
+                answer_id=answer_id,
+                training=standing.status == MembershipStatus.QUALIFYING,
             )
-            return Recorded(chosen, gold, change, following)
+        change = judge_qualification(standing, policy, force=False)
+        if (
+            change is None
+            and standing.status == MembershipStatus.ACTIVE
+            and (graded or standing.answers % RULE_CHECK_EVERY == 0)
+        ):
+            change = self._check_rules(conn, worker_id, view.id, policy, standing)
+        if change is not None:
+            self._change_status(conn, worker_id, view.id, change)
+            standing = Standing(change.status, change.reason, *row[2:])
+        following = self._lease_next(
+            conn, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
+        )
+        return Recorded(chosen, gold, change, following)
 
-    async def _settle_item(
+    def _settle_item(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         item_id: int,
         view: TaskSetView,
         policy: Policy,
@@ -573,7 +614,7 @@ class Labeling:
     ) -> None:
         """Free the lease slot, count the answer, and grow the overlap if the item is contested."""
         added = 1 if counted else 0
-        await conn.execute(
+        conn.execute(
             update(Item)
             .where(Item.id == item_id)
             .values(
@@ -584,7 +625,7 @@ class Labeling:
         )
         if not counted or policy.overlap_confidence is None:
             return
-        votes = await conn.execute(
+        votes = conn.execute(
             select(Answer.label, Membership.gold_correct, Membership.gold_answers)
             .join(
                 Membership,
@@ -611,11 +652,11 @@ class Labeling:
                 else_=Item.needed,
             )
             values.update(needed=needed, open=Item.answer_count + Item.in_flight < needed)
-        await conn.execute(update(Item).where(Item.id == item_id).values(values))
+        conn.execute(update(Item).where(Item.id == item_id).values(values))
 
-    async def _check_rules(
+    def _check_rules(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         worker_id: int,
         taskset_id: int,
         policy: Policy,
@@ -623,14 +664,14 @@ class Labeling:
     ) -> StatusChange | None:
         rules = policy.rules
         recent = (
-            await conn.execute(
+            conn.execute(
                 select(Answer.seconds, Answer.label)
                 .where(Answer.taskset_id == taskset_id, Answer.worker_id == worker_id)
                 .order_by(Answer.id.desc())
                 .limit(max(rules.dominant_window, rules.min_answers_for_speed))
             )
         ).all()
-        crowd = await conn.scalars(
+        crowd = conn.scalars(
             select(Answer.label)
             .where(Answer.taskset_id == taskset_id, Answer.label.is_not(None))
             .order_by(Answer.id.desc())
@@ -648,11 +689,20 @@ class Labeling:
 
     async def expire_leases(self) -> int:
         """Give the items of leases that ran out back to the pool; returns how many expired."""
-        async with self.engine.begin() as conn:
-            return await self.expire(conn, Assignment.expires_at <= self.clock())
+        return await self._transaction(self.expire, Assignment.expires_at <= self.clock())
 
-    async def expire(self, conn: AsyncConnection, condition: Any) -> int:
-        expired = await conn.execute(
+    async def mark_inactive(self, worker_id: int) -> None:
+        """The worker blocked the bot: stop sending, free their lease at once."""
+        await self._transaction(self._mark_inactive, worker_id)
+
+    def _mark_inactive(self, conn: Connection, worker_id: int) -> None:
+        conn.execute(
+            update(Worker).where(Worker.id == worker_id).values(status=WorkerStatus.INACTIVE)
+        )
+        self.expire(conn, Assignment.worker_id == worker_id)
+
+    def expire(self, conn: Connection, condition: Any) -> int:
+        expired = conn.execute(
             update(Assignment)
             .where(Assignment.state == AssignmentState.LEASED, condition)
             .values(state=AssignmentState.EXPIRED)
@@ -660,7 +710,7 @@ class Labeling:
         )
         freed = Counter(item_id for (item_id,) in expired)
         for item_id, slots in freed.items():
-            await conn.execute(
+            conn.execute(
                 update(Item)
                 .where(Item.id == item_id, Item.is_gold.is_(False))
                 .values(

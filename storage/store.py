@@ -17,7 +17,6 @@ from storage.labeling import Choice, Labeling, TaskSetCatalog
 from storage.models import (
     Answer,
     AnswerKind,
-    Assignment,
     Dispute,
     Item,
     LedgerEntry,
@@ -174,6 +173,10 @@ class LabelStore:
                 await session.execute(insert(Item), rows[start : start + 5000])
             return taskset.id
 
+    async def close(self) -> None:
+        await self.labeling.close()
+        await self.engine.dispose()
+
     async def taskset_id(self, name: str) -> int | None:
         async with self.sessions() as session:
             return await session.scalar(select(TaskSet.id).where(TaskSet.name == name))
@@ -191,7 +194,7 @@ class LabelStore:
     async def view(self, taskset_id: int) -> TaskSetView:
         """Rendering data of a task set (cached: it never changes after loading)."""
         async with self.engine.connect() as conn:
-            view, _policy = await self.catalog.get(conn, taskset_id)
+            view, _policy = await conn.run_sync(self.catalog.get, taskset_id)
         return view
 
     async def set_taskset_status(self, name: str, status: TaskSetStatus) -> bool:
@@ -316,13 +319,7 @@ class LabelStore:
 
     async def mark_inactive(self, worker_id: int) -> None:
         """The worker blocked the bot: stop sending, free their lease at once."""
-        async with self.sessions.begin() as session:
-            await session.execute(
-                update(Worker).where(Worker.id == worker_id).values(status=WorkerStatus.INACTIVE)
-            )
-            await self.labeling.expire(
-                await session.connection(), Assignment.worker_id == worker_id
-            )
+        await self.labeling.mark_inactive(worker_id)
 
     async def reinstate(self, worker_id: int, taskset_name: str | None = None) -> int:
         """Lift a suspension (all sets, or one); returns how many memberships changed."""

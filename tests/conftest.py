@@ -126,9 +126,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def store(db_url: str, clock: Clock) -> AsyncIterator[LabelStore]:
-    engine = create_engine(db_url)
-    yield LabelStore(engine, clock=clock, rng=random.Random(7))
-    await engine.dispose()
+    store = LabelStore(create_engine(db_url), clock=clock, rng=random.Random(7))
+    yield store
+    await store.close()
 
 
 @pytest.fixture

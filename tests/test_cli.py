@@ -121,7 +121,7 @@ async def _label(db: str) -> None:
             outcome = await store.record_answer(result.token, worker_id, choice)
             assert isinstance(outcome, Recorded)
             result = outcome.next
-    await engine.dispose()
+    await store.close()
 
 
 def test_export_aggregated_and_raw(

@@ -223,7 +223,7 @@ async def test_too_fast_worker_is_suspended(db_url: str) -> None:
         assert "too fast" in (result.detail or "")
         assert answered == RULES.min_answers_for_speed
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 # ------------------------------------------------------------ dynamic overlap

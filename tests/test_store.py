@@ -218,7 +218,7 @@ async def test_concurrent_workers_lose_no_answer(db_url: str, clock: Clock) -> N
             )
         assert over == 0
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 async def test_next_item_query_walks_the_index(sqlite_template: Path) -> None:
@@ -233,6 +233,6 @@ async def test_next_item_query_walks_the_index(sqlite_template: Path) -> None:
     async with store.engine.connect() as conn:
         plan = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), positional)
         details = " ".join(str(row[-1]) for row in plan)
-    await store.engine.dispose()
+    await store.close()
     assert "ix_items_pick" in details
     assert "TEMP B-TREE" not in details
