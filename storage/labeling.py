@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Update, and_, bindparam, case, exists, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -110,7 +121,7 @@ class TaskSetCatalog:
     def get(self, conn: Connection, taskset_id: int) -> tuple[TaskSetView, Policy]:
         entry = self._entries.get(taskset_id)
         if entry is None:
-            row = (conn.execute(select(TaskSet).where(TaskSet.id == taskset_id))).one()
+            row = conn.execute(select(TaskSet).where(TaskSet.id == taskset_id)).one()
             last_gold = conn.scalar(
                 select(func.max(Item.position)).where(
                     Item.taskset_id == taskset_id, Item.is_gold.is_(True)
@@ -300,6 +311,111 @@ def chosen_text(view: TaskSetView, kind: AnswerKind, label: str | None) -> str:
     return next((lab.text for lab in view.labels if lab.value == label), label or "")
 
 
+# Statements of the answer path, built once (building one costs more than running it on SQLite).
+INSERT_ANSWER = insert(Answer).returning(Answer.id)
+INSERT_ASSIGNMENT = insert(Assignment)
+INSERT_LEDGER = insert(LedgerEntry)
+MARK_ANSWERED = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("assignment"))
+    .values(state=AssignmentState.ANSWERED, message_id=bindparam("message"))
+)
+TAKE_SLOT = (
+    update(Item).where(Item.id == bindparam("item"), Item.open.is_(True)).values(open_slot_values())
+)
+
+
+def free_slots_statement() -> Update:
+    """Give back ``freed`` lease slots and count ``added`` answers; gold items have no slots."""
+    added = bindparam("added", type_=Integer)
+    freed = bindparam("freed", type_=Integer)
+    return (
+        update(Item)
+        .where(Item.id == bindparam("item"), Item.is_gold.is_(False))
+        .values(
+            answer_count=Item.answer_count + added,
+            in_flight=Item.in_flight - freed,
+            open=Item.answer_count + added + Item.in_flight - freed < Item.needed,
+        )
+    )
+
+
+FREE_SLOTS = free_slots_statement()
+COUNT_GOLD_ANSWER = (
+    update(Item).where(Item.id == bindparam("item")).values(answer_count=Item.answer_count + 1)
+)
+CHANGE_STATUS = (
+    update(Membership)
+    .where(
+        Membership.worker_id == bindparam("worker"), Membership.taskset_id == bindparam("taskset")
+    )
+    .values(
+        status=bindparam("new_status", type_=Membership.status.type),
+        status_reason=bindparam("reason", type_=Membership.status_reason.type),
+    )
+)
+ITEM_VOTES = (
+    select(Answer.label, Membership.gold_correct, Membership.gold_answers)
+    .join(
+        Membership,
+        and_(Membership.worker_id == Answer.worker_id, Membership.taskset_id == Answer.taskset_id),
+    )
+    .where(Answer.item_id == bindparam("item"), Answer.kind == AnswerKind.LABEL)
+)
+
+
+def set_confidence_statement(*, grow: bool) -> Update:
+    """Store an item's confidence; with ``grow``, a contested item that reached its quota asks
+    for one more answer, up to the set's maximum."""
+    values: dict[str, Any] = {"confidence": bindparam("confidence", type_=Item.confidence.type)}
+    if grow:
+        needed = case(
+            (
+                and_(
+                    Item.answer_count >= Item.needed, Item.needed < bindparam("max", type_=Integer)
+                ),
+                Item.needed + 1,
+            ),
+            else_=Item.needed,
+        )
+        values.update(needed=needed, open=Item.answer_count + Item.in_flight < needed)
+    return update(Item).where(Item.id == bindparam("item")).values(values)
+
+
+SET_CONFIDENCE = set_confidence_statement(grow=False)
+SET_CONFIDENCE_AND_GROW = set_confidence_statement(grow=True)
+RECENT_ANSWERS = (
+    select(Answer.seconds, Answer.label)
+    .where(Answer.taskset_id == bindparam("taskset"), Answer.worker_id == bindparam("worker"))
+    .order_by(Answer.id.desc())
+    .limit(bindparam("window", type_=Integer))
+)
+_crowd_sample = (
+    select(Answer.label)
+    .where(Answer.taskset_id == bindparam("taskset"), Answer.label.is_not(None))
+    .order_by(Answer.id.desc())
+    .limit(CROWD_SAMPLE)
+    .subquery()
+)
+CROWD_COUNTS = select(_crowd_sample.c.label, func.count()).group_by(_crowd_sample.c.label)
+WORKER_INACTIVE = (
+    update(Worker).where(Worker.id == bindparam("worker")).values(status=WorkerStatus.INACTIVE)
+)
+
+
+def expire_statement(condition: Any) -> Any:
+    return (
+        update(Assignment)
+        .where(Assignment.state == AssignmentState.LEASED, condition)
+        .values(state=AssignmentState.EXPIRED)
+        .returning(Assignment.item_id)
+    )
+
+
+EXPIRE_DUE = expire_statement(Assignment.expires_at <= bindparam("now"))
+EXPIRE_WORKER = expire_statement(Assignment.worker_id == bindparam("worker"))
+
+
 def judge_qualification(standing: Standing, policy: Policy, *, force: bool) -> StatusChange | None:
     """Pass or fail a qualifying worker once they answered enough training items."""
     if standing.status != MembershipStatus.QUALIFYING:
@@ -347,39 +463,6 @@ class Labeling:
         self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
         self._claim = claim_query(lock=lock)
 
-    async def next_item_for(self, worker_id: int) -> NextItem:
-        """The item to show this worker now: their live lease if they have one, else a new one."""
-        return await self._transaction(self._next_item_for, worker_id, self.clock())
-
-    def _next_item_for(self, conn: Connection, worker_id: int, now: datetime) -> NextItem:
-        state = (conn.execute(WORKER_STATE, {"worker": worker_id})).one_or_none()
-        if state is None or state.current_taskset_id is None or state.status is None:
-            return NoItem(NoItemReason.NO_TASKSET)  # never joined, or the set is gone
-        view, policy = self.catalog.get(conn, state.current_taskset_id)
-        if state.worker_status == WorkerStatus.BANNED:
-            return NoItem(NoItemReason.BLOCKED, view)
-        standing = Standing(
-            MembershipStatus(state.status),
-            state.status_reason,
-            state.answers,
-            state.gold_answers,
-            state.gold_correct,
-        )
-        params = {"worker": worker_id, "taskset": view.id, "now": now}
-        live = (conn.execute(LIVE_LEASE, params)).one_or_none()
-        if live is not None:
-            return ServedItem(
-                live.token,
-                view,
-                live.text,
-                live.media_kind,
-                live.media_ref,
-                standing.answers + 1,
-            )
-        return self._lease_next(
-            conn, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
-        )
-
     async def _transaction(self, work: Callable[..., T], *args: Any) -> T:
         """Run ``work(conn, *args)`` in one transaction, on the right thread for the backend."""
         if self._sqlite is None:
@@ -395,11 +478,44 @@ class Labeling:
         return await loop.run_in_executor(self._sqlite_thread, in_transaction)
 
     async def close(self) -> None:
+        """Close the SQLite thread's connections on that thread, then end the thread."""
         if self._sqlite is not None and self._sqlite_thread is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self._sqlite_thread, self._sqlite.dispose
-            )
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._sqlite_thread, self._sqlite.dispose)
             self._sqlite_thread.shutdown()
+
+    async def next_item_for(self, worker_id: int) -> NextItem:
+        """The item to show this worker now: their live lease if they have one, else a new one."""
+        return await self._transaction(self._next_item_for, worker_id, self.clock())
+
+    def _next_item_for(self, conn: Connection, worker_id: int, now: datetime) -> NextItem:
+        state = conn.execute(WORKER_STATE, {"worker": worker_id}).one_or_none()
+        if state is None or state.current_taskset_id is None or state.status is None:
+            return NoItem(NoItemReason.NO_TASKSET)  # never joined, or the set is gone
+        view, policy = self.catalog.get(conn, state.current_taskset_id)
+        if state.worker_status == WorkerStatus.BANNED:
+            return NoItem(NoItemReason.BLOCKED, view)
+        standing = Standing(
+            MembershipStatus(state.status),
+            state.status_reason,
+            state.answers,
+            state.gold_answers,
+            state.gold_correct,
+        )
+        params = {"worker": worker_id, "taskset": view.id, "now": now}
+        live = conn.execute(LIVE_LEASE, params).one_or_none()
+        if live is not None:
+            return ServedItem(
+                live.token,
+                view,
+                live.text,
+                live.media_kind,
+                live.media_ref,
+                standing.answers + 1,
+            )
+        return self._lease_next(
+            conn, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
+        )
 
     def _lease_next(
         self,
@@ -432,7 +548,7 @@ class Labeling:
             row = self._lease_gold(conn, policy, params)
         if row is None:
             for _ in range(LEASE_ATTEMPTS):
-                row = (conn.execute(self._lease_regular, params)).one_or_none()
+                row = conn.execute(self._lease_regular, params).one_or_none()
                 # Nothing returned: nothing left, unless another process closed the picked item
                 # between pick and update; only then is a retry worth it.
                 if row is not None or self._sqlite is not None:
@@ -441,15 +557,16 @@ class Labeling:
             return NoItem(NoItemReason.ALL_DONE, view)
         token = secrets.token_urlsafe(12)
         conn.execute(
-            insert(Assignment).values(
-                token=token,
-                worker_id=worker_id,
-                item_id=row.id,
-                taskset_id=view.id,
-                state=AssignmentState.LEASED,
-                served_at=now,
-                expires_at=now + self.lease,
-            )
+            INSERT_ASSIGNMENT,
+            {
+                "token": token,
+                "worker_id": worker_id,
+                "item_id": row.id,
+                "taskset_id": view.id,
+                "state": AssignmentState.LEASED,
+                "served_at": now,
+                "expires_at": now + self.lease,
+            },
         )
         return ServedItem(
             token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1
@@ -461,7 +578,7 @@ class Labeling:
             return None
         start = self.rng.randint(0, policy.last_gold_position)
         for query in self._pick_gold:
-            row = (conn.execute(query, {**params, "start": start})).one_or_none()
+            row = conn.execute(query, {**params, "start": start}).one_or_none()
             if row is not None:
                 return row
         return None
@@ -470,9 +587,13 @@ class Labeling:
         self, conn: Connection, worker_id: int, taskset_id: int, change: StatusChange
     ) -> None:
         conn.execute(
-            update(Membership)
-            .where(Membership.worker_id == worker_id, Membership.taskset_id == taskset_id)
-            .values(status=change.status, status_reason=change.reason)
+            CHANGE_STATUS,
+            {
+                "worker": worker_id,
+                "taskset": taskset_id,
+                "new_status": change.status,
+                "reason": change.reason,
+            },
         )
 
     async def record_answer(
@@ -496,7 +617,7 @@ class Labeling:
         message_id: int | None,
         now: datetime,
     ) -> AnswerOutcome:
-        claim = (conn.execute(self._claim, {"token": token})).one_or_none()
+        claim = conn.execute(self._claim, {"token": token}).one_or_none()
         if claim is None:
             return Rejected(Rejection.FORGED)
         if claim.worker_id != worker_id:
@@ -512,11 +633,7 @@ class Labeling:
             return Rejected(Rejection.FORGED)
         if claim.state == AssignmentState.EXPIRED and not claim.is_gold:
             # The sweep gave the slot back; take the late answer only if a slot is still free.
-            reopened = conn.execute(
-                update(Item)
-                .where(Item.id == claim.item_id, Item.open.is_(True))
-                .values(open_slot_values())
-            )
+            reopened = conn.execute(TAKE_SLOT, {"item": claim.item_id})
             if not reopened.rowcount:
                 return Rejected(Rejection.EXPIRED)
 
@@ -525,46 +642,37 @@ class Labeling:
         else:
             label, kind = None, AnswerKind(choice)
         chosen = chosen_text(view, kind, label)
-        answer_id = conn.scalar(
-            insert(Answer)
-            .values(
-                assignment_id=claim.id,
-                worker_id=worker_id,
-                item_id=claim.item_id,
-                taskset_id=claim.taskset_id,
-                kind=kind,
-                label=label,
-                seconds=max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
-                created_at=now,
-            )
-            .returning(Answer.id)
-        )
-        assert answer_id is not None
-        conn.execute(
-            update(Assignment)
-            .where(Assignment.id == claim.id)
-            .values(state=AssignmentState.ANSWERED, message_id=message_id)
-        )
+        answer_id: int = conn.execute(
+            INSERT_ANSWER,
+            {
+                "assignment_id": claim.id,
+                "worker_id": worker_id,
+                "item_id": claim.item_id,
+                "taskset_id": claim.taskset_id,
+                "kind": kind,
+                "label": label,
+                "seconds": max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
+                "created_at": now,
+            },
+        ).scalar_one()
+        conn.execute(MARK_ANSWERED, {"assignment": claim.id, "message": message_id})
         counted = label is not None
         if not claim.is_gold:
             self._settle_item(conn, claim.item_id, view, policy, counted)
         elif counted:  # gold has no quota to free; its count is for the coordinators' view
-            conn.execute(
-                update(Item)
-                .where(Item.id == claim.item_id)
-                .values(answer_count=Item.answer_count + 1)
-            )
+            conn.execute(COUNT_GOLD_ANSWER, {"item": claim.item_id})
         if counted and policy.reward_minor:
             conn.execute(
-                insert(LedgerEntry).values(
-                    worker_id=worker_id,
-                    taskset_id=view.id,
-                    answer_id=answer_id,
-                    kind="reward",
-                    amount_minor=policy.reward_minor,
-                    currency=policy.currency,
-                    created_at=now,
-                )
+                INSERT_LEDGER,
+                {
+                    "worker_id": worker_id,
+                    "taskset_id": view.id,
+                    "answer_id": answer_id,
+                    "kind": "reward",
+                    "amount_minor": policy.reward_minor,
+                    "currency": policy.currency,
+                    "created_at": now,
+                },
             )
         graded = claim.is_gold and counted
         correct = graded and label == claim.gold_label
@@ -613,46 +721,20 @@ class Labeling:
         counted: bool,
     ) -> None:
         """Free the lease slot, count the answer, and grow the overlap if the item is contested."""
-        added = 1 if counted else 0
-        conn.execute(
-            update(Item)
-            .where(Item.id == item_id)
-            .values(
-                answer_count=Item.answer_count + added,
-                in_flight=Item.in_flight - 1,
-                open=Item.answer_count + added + Item.in_flight - 1 < Item.needed,
-            )
-        )
+        conn.execute(FREE_SLOTS, {"item": item_id, "added": int(counted), "freed": 1})
         if not counted or policy.overlap_confidence is None:
             return
-        votes = conn.execute(
-            select(Answer.label, Membership.gold_correct, Membership.gold_answers)
-            .join(
-                Membership,
-                and_(
-                    Membership.worker_id == Answer.worker_id,
-                    Membership.taskset_id == Answer.taskset_id,
-                ),
-            )
-            .where(Answer.item_id == item_id, Answer.kind == AnswerKind.LABEL)
-        )
         index = {lab.value: k for k, lab in enumerate(view.labels)}
+        votes = conn.execute(ITEM_VOTES, {"item": item_id})
         _best, confidence = item_posterior(
             [(index[lab], smoothed_accuracy(c, n)) for lab, c, n in votes if lab in index],
             len(view.labels),
         )
-        values: dict[str, Any] = {"confidence": confidence}
-        if confidence < policy.overlap_confidence:
-            # A contested item that reached its quota asks for one more answer, up to the max.
-            needed = case(
-                (
-                    and_(Item.answer_count >= Item.needed, Item.needed < policy.overlap_max),
-                    Item.needed + 1,
-                ),
-                else_=Item.needed,
-            )
-            values.update(needed=needed, open=Item.answer_count + Item.in_flight < needed)
-        conn.execute(update(Item).where(Item.id == item_id).values(values))
+        contested = confidence < policy.overlap_confidence
+        conn.execute(
+            SET_CONFIDENCE_AND_GROW if contested else SET_CONFIDENCE,
+            {"item": item_id, "confidence": confidence, "max": policy.overlap_max},
+        )
 
     def _check_rules(
         self,
@@ -663,59 +745,37 @@ class Labeling:
         standing: Standing,
     ) -> StatusChange | None:
         rules = policy.rules
-        recent = (
-            conn.execute(
-                select(Answer.seconds, Answer.label)
-                .where(Answer.taskset_id == taskset_id, Answer.worker_id == worker_id)
-                .order_by(Answer.id.desc())
-                .limit(max(rules.dominant_window, rules.min_answers_for_speed))
-            )
+        window = max(rules.dominant_window, rules.min_answers_for_speed)
+        recent = conn.execute(
+            RECENT_ANSWERS, {"taskset": taskset_id, "worker": worker_id, "window": window}
         ).all()
-        crowd = conn.scalars(
-            select(Answer.label)
-            .where(Answer.taskset_id == taskset_id, Answer.label.is_not(None))
-            .order_by(Answer.id.desc())
-            .limit(CROWD_SAMPLE)
-        )
+        counts = conn.execute(CROWD_COUNTS, {"taskset": taskset_id})
+        crowd = {label: count for label, count in counts}
         record = WorkerRecord(
             gold_answers=standing.gold_answers,
             gold_correct=standing.gold_correct,
             recent_seconds=[seconds for seconds, _ in recent],
             recent_labels=[label for _, label in recent if label is not None],
-            crowd_labels=[label for label in crowd if label is not None],
+            crowd_counts=crowd,
         )
         reason = suspension_reason(record, rules)
         return StatusChange(MembershipStatus.SUSPENDED, reason) if reason else None
 
     async def expire_leases(self) -> int:
         """Give the items of leases that ran out back to the pool; returns how many expired."""
-        return await self._transaction(self.expire, Assignment.expires_at <= self.clock())
+        return await self._transaction(self.expire, EXPIRE_DUE, {"now": self.clock()})
 
     async def mark_inactive(self, worker_id: int) -> None:
         """The worker blocked the bot: stop sending, free their lease at once."""
         await self._transaction(self._mark_inactive, worker_id)
 
     def _mark_inactive(self, conn: Connection, worker_id: int) -> None:
-        conn.execute(
-            update(Worker).where(Worker.id == worker_id).values(status=WorkerStatus.INACTIVE)
-        )
-        self.expire(conn, Assignment.worker_id == worker_id)
+        conn.execute(WORKER_INACTIVE, {"worker": worker_id})
+        self.expire(conn, EXPIRE_WORKER, {"worker": worker_id})
 
-    def expire(self, conn: Connection, condition: Any) -> int:
-        expired = conn.execute(
-            update(Assignment)
-            .where(Assignment.state == AssignmentState.LEASED, condition)
-            .values(state=AssignmentState.EXPIRED)
-            .returning(Assignment.item_id)
-        )
-        freed = Counter(item_id for (item_id,) in expired)
+    def expire(self, conn: Connection, statement: Any, params: dict[str, Any]) -> int:
+        """Expire the leases ``statement`` selects and give their slots back."""
+        freed = Counter(item_id for (item_id,) in conn.execute(statement, params))
         for item_id, slots in freed.items():
-            conn.execute(
-                update(Item)
-                .where(Item.id == item_id, Item.is_gold.is_(False))
-                .values(
-                    in_flight=Item.in_flight - slots,
-                    open=Item.answer_count + Item.in_flight - slots < Item.needed,
-                )
-            )
+            conn.execute(FREE_SLOTS, {"item": item_id, "added": 0, "freed": slots})
         return sum(freed.values())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,7 +63,7 @@ class WorkerRecord:
     gold_correct: int
     recent_seconds: Sequence[float]  # newest first
     recent_labels: Sequence[str]  # newest first, labeled answers only
-    crowd_labels: Sequence[str]  # a recent sample of everybody's labels in the set
+    crowd_counts: Mapping[str, int]  # label -> count in a recent sample of everybody's answers
 
 
 def suspension_reason(record: WorkerRecord, rules: QualityRules) -> str | None:
@@ -83,9 +83,10 @@ def suspension_reason(record: WorkerRecord, rules: QualityRules) -> str | None:
                 f"(at least {rules.min_median_seconds:.1f} s expected)"
             )
     window = record.recent_labels[: rules.dominant_window]
-    if len(window) >= rules.dominant_window and record.crowd_labels:
+    crowd_total = sum(record.crowd_counts.values())
+    if len(window) >= rules.dominant_window and crowd_total:
         label, count = Counter(window).most_common(1)[0]
-        crowd_share = Counter(record.crowd_labels)[label] / len(record.crowd_labels)
+        crowd_share = record.crowd_counts.get(label, 0) / crowd_total
         if count / len(window) >= rules.dominant_label_share and (
             crowd_share <= rules.crowd_share_ceiling
         ):

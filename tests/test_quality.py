@@ -48,7 +48,7 @@ CAREFUL = WorkerRecord(
     gold_correct=7,
     recent_seconds=[4.0, 6.5, 3.2] * 7,
     recent_labels=["positive", "negative", "neutral", "negative"] * 5,
-    crowd_labels=["positive", "negative", "neutral"] * 100,
+    crowd_counts={"positive": 100, "negative": 100, "neutral": 100},
 )
 
 
@@ -57,22 +57,20 @@ def test_careful_worker_is_not_suspended() -> None:
 
 
 def test_low_gold_accuracy_suspends() -> None:
-    record = WorkerRecord(6, 1, CAREFUL.recent_seconds, CAREFUL.recent_labels, CAREFUL.crowd_labels)
+    record = WorkerRecord(6, 1, CAREFUL.recent_seconds, CAREFUL.recent_labels, CAREFUL.crowd_counts)
     assert "control questions" in (suspension_reason(record, RULES) or "")
 
 
 def test_answering_too_fast_suspends() -> None:
-    record = WorkerRecord(0, 0, [0.3] * 20, CAREFUL.recent_labels, CAREFUL.crowd_labels)
+    record = WorkerRecord(0, 0, [0.3] * 20, CAREFUL.recent_labels, CAREFUL.crowd_counts)
     assert "too fast" in (suspension_reason(record, RULES) or "")
 
 
 def test_one_label_for_everything_suspends_unless_the_crowd_agrees() -> None:
-    spam = WorkerRecord(0, 0, [5.0] * 20, ["positive"] * 19 + ["neutral"], CAREFUL.crowd_labels)
+    spam = WorkerRecord(0, 0, [5.0] * 20, ["positive"] * 19 + ["neutral"], CAREFUL.crowd_counts)
     assert "“positive” for 19 of your last 20" in (suspension_reason(spam, RULES) or "")
     # A set where nearly everything really is positive: the same pattern is honest work.
-    honest = WorkerRecord(
-        0, 0, [5.0] * 20, spam.recent_labels, ["positive"] * 90 + ["neutral"] * 10
-    )
+    honest = WorkerRecord(0, 0, [5.0] * 20, spam.recent_labels, {"positive": 90, "neutral": 10})
     assert suspension_reason(honest, RULES) is None
 
 
