@@ -28,9 +28,10 @@ def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine.sync_engine)
         return engine
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "echo": echo}
-    # A connection killed under us (failover, pg_terminate_backend) is replaced, not reused.
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    # No pre-ping: it would cost a round trip per transaction. A connection killed under us
+    # (failover, pg_terminate_backend) fails its transaction instead, SQLAlchemy then drops the
+    # pool's stale connections, and the labeling path retries once (storage/labeling.py).
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, echo=echo)
 
 
 def create_sync_sqlite_engine(url: str | URL) -> Engine:

@@ -9,6 +9,7 @@ ledger, updates the worker's standing and leases the next item.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import secrets
 from collections import Counter
@@ -31,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.engine import create_sync_sqlite_engine, is_sqlite
@@ -69,6 +71,8 @@ from tasksets.quality import (
     smoothed_accuracy,
     suspension_reason,
 )
+
+log = logging.getLogger(__name__)
 
 Choice = int | Literal["skip", "unsure"]
 SKIPPED_TEXT = {AnswerKind.SKIP: "Skipped", AnswerKind.UNSURE: "Not sure"}
@@ -466,8 +470,17 @@ class Labeling:
     async def _transaction(self, work: Callable[..., T], *args: Any) -> T:
         """Run ``work(conn, *args)`` in one transaction, on the right thread for the backend."""
         if self._sqlite is None:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(work, *args)
+            try:
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(work, *args)
+            except DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                # The server dropped the connection, so the transaction was rolled back: run it
+                # again on a fresh one. (Had the COMMIT gone through, the rerun sees a duplicate.)
+                log.warning("database connection lost; retrying on a new one")
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(work, *args)
         sqlite = self._sqlite
 
         def in_transaction() -> T:

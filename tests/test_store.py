@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from storage.engine import create_engine
 from storage.models import Answer, Item, LedgerEntry
@@ -236,3 +236,28 @@ async def test_next_item_query_walks_the_index(sqlite_template: Path) -> None:
     await store.close()
     assert "ix_items_pick" in details
     assert "TEMP B-TREE" not in details
+
+
+async def test_dropped_postgres_connection_costs_no_answer(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pg_terminate_backend under a pooled connection: the next tap is retried and stored."""
+    store = LabelStore(create_engine(postgres_url))
+    admin = create_engine(postgres_url)
+    try:
+        await store.load_taskset(make_spec("dropped-connection", items=3, overlap=1))
+        await join(store, 1)
+        item = await serve(store, 1)
+        async with admin.connect() as conn:
+            killed = await conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        assert killed >= 1  # the store's pooled connection
+        assert isinstance(await store.record_answer(item.token, 1, 0), Recorded)
+        assert "database connection lost; retrying" in caplog.text
+    finally:
+        await store.close()
+        await admin.dispose()
