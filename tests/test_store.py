@@ -245,9 +245,9 @@ async def test_dropped_postgres_connection_costs_no_answer(
     store = LabelStore(create_engine(postgres_url))
     admin = create_engine(postgres_url)
     try:
-        await store.load_taskset(make_spec("dropped-connection", items=3, overlap=1))
-        await join(store, 1)
-        item = await serve(store, 1)
+        taskset_id = await store.load_taskset(make_spec("dropped", items=3, overlap=1))
+        await join(store, 424242, taskset_id)
+        item = await serve(store, 424242)
         async with admin.connect() as conn:
             killed = await conn.scalar(
                 text(
@@ -256,7 +256,7 @@ async def test_dropped_postgres_connection_costs_no_answer(
                 )
             )
         assert killed >= 1  # the store's pooled connection
-        assert isinstance(await store.record_answer(item.token, 1, 0), Recorded)
+        assert isinstance(await store.record_answer(item.token, 424242, 0), Recorded)
         assert "database connection lost; retrying" in caplog.text
     finally:
         await store.close()
