@@ -50,11 +50,11 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import telegram
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from bot.fake_telegram import FakeTelegram, FakeUser, JSONDict
-from storage.engine import create_engine
+from storage.engine import create_engine, execute_autocommit
 from storage.models import TaskSet
 from tasksets.quality import QualityRules
 
@@ -451,13 +451,7 @@ async def load_taskset(database_url: str, taskset: Path) -> None:
 
 
 async def _postgres_admin(admin_url: str, statement: str) -> None:
-    engine = create_engine(admin_url)
-    try:
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+    await execute_autocommit(admin_url, statement)
 
 
 @contextlib.asynccontextmanager

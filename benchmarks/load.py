@@ -45,7 +45,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.fake_telegram import FakeTelegram, FakeUser, JSONDict
-from storage.engine import create_engine
+from storage.engine import create_engine, execute_autocommit
 from storage.migrate import upgrade
 from storage.store import LabelStore
 from tasksets.spec import TaskSetSpec
@@ -323,13 +323,7 @@ async def fresh_database(backend: str, folder: Path) -> AsyncIterator[str]:
 
 
 async def admin(sql: str) -> None:
-    engine = create_engine(POSTGRES_ADMIN_URL)
-    try:
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text(sql))
-    finally:
-        await engine.dispose()
+    await execute_autocommit(POSTGRES_ADMIN_URL, sql)
 
 
 async def terminate_connections(url: str) -> int:

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import create_engine
+from storage.engine import create_engine, execute_autocommit
 from storage.migrate import upgrade
 from storage.results import Recorded, ServedItem
 from storage.store import LabelStore
@@ -80,13 +80,7 @@ def database_url(name: str) -> str:
 
 
 async def admin(sql: str) -> None:
-    engine = create_engine(ADMIN_URL)
-    try:
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.execute(text(sql))
-    finally:
-        await engine.dispose()
+    await execute_autocommit(ADMIN_URL, sql)
 
 
 async def step(connection: AsyncConnection, what: str, sql: str, **numbers: int) -> None:

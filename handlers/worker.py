@@ -12,6 +12,7 @@ from telegram import (
     InlineKeyboardMarkup,
     Message,
     Update,
+    User,
 )
 from telegram.error import BadRequest
 from telegram.ext import (
@@ -143,6 +144,15 @@ async def start(update: Update, context: Context) -> None:
                 message, texts.UNKNOWN_TASKSET.format(name=context.args[0]), context
             )
             return
+    if not await join_and_start(context, user, taskset_id):
+        await offer_tasksets(message, texts.CHOOSE_TASKSET, context)
+
+
+async def join_and_start(context: Context, user: User, taskset_id: int | None) -> bool:
+    """Put the worker on a set, greet them with its guidelines and send the first item.
+
+    False when there is no such active set (or, without an id, no single obvious one)."""
+    store = context.bot_data.store
     view = await store.join(
         user.id,
         user.full_name,
@@ -151,10 +161,10 @@ async def start(update: Update, context: Context) -> None:
         taskset_id=taskset_id,
     )
     if view is None:
-        await offer_tasksets(message, texts.CHOOSE_TASKSET, context)
-        return
-    await message.reply_text(texts.greeting(user.first_name, view))
-    await show(context, message.chat_id, await store.next_item_for(user.id))
+        return False
+    await context.bot.send_message(user.id, texts.greeting(user.first_name, view))
+    await show(context, user.id, await store.next_item_for(user.id))
+    return True
 
 
 async def offer_tasksets(message: Message, prompt: str, context: Context) -> None:
@@ -170,22 +180,12 @@ async def join_taskset(update: Update, context: Context) -> None:
     if query is None or query.data is None:
         return
     taskset_id = decode_join(query.data)
-    user = query.from_user
-    view = None
-    if taskset_id is not None:
-        view = await context.bot_data.store.join(
-            user.id,
-            user.full_name,
-            username=user.username,
-            language=user.language_code,
-            taskset_id=taskset_id,
-        )
-    if view is None:
-        await answer_query(query, texts.NO_TASKSETS, show_alert=True)
+    if taskset_id is None:
+        await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
         return
     await answer_query(query)
-    await context.bot.send_message(user.id, texts.greeting(user.first_name, view))
-    await show(context, user.id, await context.bot_data.store.next_item_for(user.id))
+    if not await join_and_start(context, query.from_user, taskset_id):
+        await context.bot.send_message(query.from_user.id, texts.NO_TASKSETS)
 
 
 async def next_item(update: Update, context: Context) -> None:

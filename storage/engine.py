@@ -59,5 +59,16 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+async def execute_autocommit(url: str | URL, statement: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE, pg_terminate_backend)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)

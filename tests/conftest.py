@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from bot.app import LabelBotApp, build_application, polling
 from bot.fake_telegram import FakeTelegram
 from bot.settings import Settings
-from storage.engine import create_engine
+from storage.engine import create_engine, execute_autocommit
 from storage.migrate import upgrade
 from storage.models import Base
 from storage.store import LabelStore
@@ -53,16 +53,6 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-async def _admin(sql: str) -> None:
-    engine = create_engine(POSTGRES_ADMIN_URL)
-    try:
-        async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
-
-
 async def _migrate(url: str) -> None:
     engine = create_engine(url)
     try:
@@ -76,7 +66,7 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database, migrated to head, for the whole run."""
     name = f"labelbot_test_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(execute_autocommit(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
     except Exception as error:
         message = f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error}"
         if IN_CI:
@@ -85,7 +75,9 @@ def postgres_url() -> Iterator[str]:
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     asyncio.run(_migrate(url))
     yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(
+        execute_autocommit(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    )
 
 
 @pytest.fixture(scope="session")

@@ -242,3 +242,15 @@ async def test_me_shows_answers_accuracy_and_earnings(
     assert "Rank: 1 of 1" in summary
     assert "Earned here: 0.02 USD" in summary
     assert "no control questions answered yet" in summary
+
+
+async def test_choosing_a_set_from_the_buttons(bot: LabelBotApp, telegram: FakeTelegram) -> None:
+    await store_of(bot).load_taskset(make_spec("first", items=2))
+    await store_of(bot).load_taskset(make_spec("second", items=2))
+    ann = telegram.user(96, "Ann")
+    await ann.send_text("/start")
+    choice = await ann.wait_for("Which task")
+    await ann.press("Second", message_id=choice["message_id"])
+    assert "“Second”" in (await ann.wait_for("You are labeling"))["text"]
+    item = await ann.wait_for("Item 1")
+    assert item["text"].split("\n\n")[1].startswith("text number")
