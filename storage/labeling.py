@@ -637,6 +637,10 @@ class Labeling:
             return Rejected(Rejection.FOREIGN)
         view, policy = self.catalog.get(conn, claim.taskset_id)
         if claim.state == AssignmentState.ANSWERED:
+            if claim.answer_kind is None:
+                # PostgreSQL: we waited on the row lock of a tap committed meanwhile, and the
+                # row was re-read but the joined answer not: a double tap, answered just now.
+                return Rejected(Rejection.DUPLICATE, seconds_since_answer=0.0)
             return Rejected(
                 Rejection.DUPLICATE,
                 chosen=chosen_text(view, claim.answer_kind, claim.answer_label),

@@ -1,0 +1,73 @@
+"""Telegram misbehaves: 5xx, 429 and lost replies. The bot keeps running and loses nothing."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import LabelBotApp, build_application, polling
+from bot.fake_telegram import FakeTelegram
+from bot.settings import Settings
+from storage.models import Answer
+from tests.conftest import Clock
+from tests.factories import make_spec
+from tests.test_e2e_worker import store_of
+
+
+async def stored_answers(bot: LabelBotApp) -> int:
+    async with store_of(bot).sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Answer)) or 0)
+
+
+async def test_a_failed_send_is_logged_and_the_worker_can_go_on(
+    bot: LabelBotApp, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=3, overlap=1))
+    ann = telegram.user(201, "Ann")
+    await ann.send_text("/start")
+    first = await ann.wait_for("Item 1")
+    telegram.fail_next("sendMessage", 500, chat_id=201)  # the next item is lost on the way
+    await ann.press("positive", message_id=first["message_id"])
+    await ann.wait_for("something went wrong")  # told, and asked to go on
+    assert "update" in caplog.text and "failed" in caplog.text
+    assert not any("Item 2" in text for text in ann.texts())
+
+    await ann.send_text("/next")  # as the message says
+    await ann.wait_for("Item 2")
+    assert await stored_answers(bot) == 1
+
+
+@pytest.fixture
+async def rate_limited_bot(
+    telegram: FakeTelegram, db_url: str, clock: Clock
+) -> AsyncIterator[LabelBotApp]:
+    """The production setting: PTB's AIORateLimiter, which retries after a 429."""
+    settings = Settings(
+        bot_token=telegram.token,
+        database_url=db_url,
+        telegram_base_url=telegram.base_url,
+        telegram_base_file_url=telegram.base_file_url,
+    )
+    application = build_application(settings, migrate=False, clock=clock, rng=random.Random(3))
+    async with polling(application, poll_timeout=1):
+        yield application
+
+
+async def test_too_many_requests_is_waited_out_and_retried(
+    rate_limited_bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(rate_limited_bot).load_taskset(make_spec(items=3, overlap=1))
+    ann = telegram.user(202, "Ann")
+    await ann.send_text("/start")
+    first = await ann.wait_for("Item 1")
+    telegram.fail_next("editMessageText", 429, retry_after=1, chat_id=202)
+    await ann.press("negative", message_id=first["message_id"])
+    edited = await ann.wait_for(lambda m: "Your answer: negative" in m.get("text", ""), timeout=10)
+    assert edited["message_id"] == first["message_id"]
+    await ann.wait_for("Item 2")
+    failed = [c for c in telegram.calls if c.method == "editMessageText"]
+    assert len(failed) == 2  # the 429, then the retry
+    assert await stored_answers(rate_limited_bot) == 1
