@@ -27,14 +27,8 @@ from storage.models import (
     Worker,
     WorkerStatus,
 )
-from storage.results import (
-    AnswerOutcome,
-    NextItem,
-    TaskSetView,
-)
-from tasksets.quality import (
-    smoothed_accuracy,
-)
+from storage.results import AnswerOutcome, NextItem, TaskSetView
+from tasksets.quality import smoothed_accuracy
 from tasksets.spec import TaskSetSpec
 
 DEFAULT_LEASE = timedelta(minutes=10)
