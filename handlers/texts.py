@@ -34,7 +34,6 @@ ALERTS = {
     Rejection.EXPIRED: "This item timed out and went to someone else. Here is a fresh one.",
 }
 DISPUTE_RECORDED = "Thanks – a coordinator will review this control question."
-DISPUTE_ALREADY = "You already disputed this one."
 
 
 def greeting(first_name: str, taskset: TaskSetView) -> str:

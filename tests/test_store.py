@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from storage.engine import create_engine
-from storage.models import Answer, Item, LedgerEntry
+from storage.models import Answer, Item, LedgerEntry, TaskSetStatus
 from storage.results import NoItem, NoItemReason, Recorded, Rejected, Rejection, ServedItem
 from storage.store import LabelStore, TaskSetExists
 from tests.conftest import Clock
@@ -284,3 +284,13 @@ async def test_simultaneous_taps_on_one_button_store_one_answer(store: LabelStor
     rejected = [outcome for outcome in outcomes if isinstance(outcome, Rejected)]
     assert [outcome.reason for outcome in rejected] == [Rejection.DUPLICATE] * 3
     assert await count(store, select(func.count()).select_from(Answer)) == 1
+
+
+async def test_paused_set_serves_nothing_until_resumed(store: LabelStore) -> None:
+    await store.load_taskset(make_spec("pausable", items=3, overlap=1))
+    await join(store, 1)
+    assert await store.set_taskset_status("pausable", TaskSetStatus.PAUSED)
+    paused = await store.next_item_for(1)
+    assert isinstance(paused, NoItem) and paused.reason == NoItemReason.NOT_ACTIVE
+    assert await store.set_taskset_status("pausable", TaskSetStatus.ACTIVE)
+    assert isinstance(await store.next_item_for(1), ServedItem)
