@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from storage.results import GoldFeedback, NoItem, NoItemReason, Rejection, TaskSetView
-from storage.store import WorkerScore
+from storage.store import Earnings, WorkerScore
 from tasksets.money import format_money
 
 SKIP_BUTTON = "Skip"
@@ -18,6 +20,8 @@ HELP = (
     "and your accuracy on them is how we know your labels are good.\n\n"
     "/next – the current item again\n"
     "/me – your answers, accuracy and earnings\n"
+    "/earnings – your balance, pending and paid\n"
+    "/leaderboard – the top workers and your rank\n"
     "/guidelines – how to label this task\n"
     "/help – this message"
 )
@@ -119,3 +123,38 @@ def me(view: TaskSetView, score: WorkerScore, rank: int, workers: int) -> str:
     if score.status != "active":
         lines.append(f"Status: {score.status} ({score.reason})")
     return "\n".join(lines)
+
+
+LEADERBOARD_SIZE = 10
+
+
+def pseudonym(worker_id: int) -> str:
+    """A stable public name that does not reveal who the worker is."""
+    digest = hashlib.blake2s(str(worker_id).encode(), digest_size=3).hexdigest().upper()
+    return f"Worker {digest}"
+
+
+def leaderboard(view: TaskSetView, ranked: list[WorkerScore], caller: int) -> str:
+    lines = [f"🏆 “{view.title}”"]
+    for rank, score in enumerate(ranked[:LEADERBOARD_SIZE], 1):
+        name = "you" if score.worker_id == caller else pseudonym(score.worker_id)
+        lines.append(f"{rank}. {name} – {score.answers} answers, {score.gold_accuracy:.0%}")
+    mine = next((rank for rank, s in enumerate(ranked, 1) if s.worker_id == caller), None)
+    if mine is not None and mine > LEADERBOARD_SIZE:
+        lines.append(f"…\n{mine}. you – {ranked[mine - 1].answers} answers")
+    if mine is None:
+        lines.append("Label a few items to appear here.")
+    return "\n".join(lines)
+
+
+def earnings(rows: list[Earnings]) -> str:
+    if not rows:
+        return "No earnings yet: every answer you give adds to your balance."
+    lines = []
+    for row in rows:
+        lines.append(
+            f"Earned: {format_money(row.earned_minor, row.currency)}\n"
+            f"Paid out: {format_money(row.paid_minor, row.currency)}\n"
+            f"Pending (balance): {format_money(row.balance_minor, row.currency)}"
+        )
+    return "\n\n".join(lines)

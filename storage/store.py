@@ -86,6 +86,16 @@ class WorkerScore:
 
 
 @dataclass(frozen=True, slots=True)
+class Earnings:
+    """Sums of the append-only ledger for one currency, in integer minor units."""
+
+    currency: str
+    earned_minor: int
+    paid_minor: int
+    balance_minor: int  # earned minus paid out: what is still to be paid
+
+
+@dataclass(frozen=True, slots=True)
 class StoredItem:
     item_id: str
     text: str | None
@@ -458,6 +468,42 @@ class LabelStore:
             )
             for member, name in members
         ]
+
+    async def leaderboard(self, taskset_id: int) -> list[WorkerScore]:
+        """Workers of a set, best first: active before suspended, then by answers and accuracy."""
+        scores = await self.worker_scores(taskset_id)
+        return sorted(
+            scores,
+            key=lambda s: (
+                s.status != MembershipStatus.ACTIVE,
+                -s.answers,
+                -s.gold_accuracy,
+                s.worker_id,
+            ),
+        )
+
+    async def earnings(self, worker_id: int) -> list[Earnings]:
+        """A worker's ledger summed per currency: earned, paid out, and the balance due."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(
+                    LedgerEntry.currency,
+                    func.coalesce(
+                        func.sum(LedgerEntry.amount_minor).filter(LedgerEntry.amount_minor > 0), 0
+                    ),
+                    func.coalesce(
+                        func.sum(-LedgerEntry.amount_minor).filter(LedgerEntry.kind == "payout"), 0
+                    ),
+                    func.sum(LedgerEntry.amount_minor),
+                )
+                .where(LedgerEntry.worker_id == worker_id)
+                .group_by(LedgerEntry.currency)
+                .order_by(LedgerEntry.currency)
+            )
+            return [
+                Earnings(currency, int(earned), int(paid), int(balance))
+                for currency, earned, paid, balance in rows
+            ]
 
     async def items_for_export(self, taskset_id: int) -> list[StoredItem]:
         async with self.sessions() as session:

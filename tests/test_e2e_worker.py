@@ -254,3 +254,39 @@ async def test_choosing_a_set_from_the_buttons(bot: LabelBotApp, telegram: FakeT
     assert "“Second”" in (await ann.wait_for("You are labeling"))["text"]
     item = await ann.wait_for("Item 1")
     assert item["text"].split("\n\n")[1].startswith("text number")
+
+
+async def test_leaderboard_is_pseudonymous_and_shows_own_rank(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec(items=6, overlap=2))
+    ann, bob = telegram.user(97, "Ann", username="ann_real"), telegram.user(98, "Bob")
+    for user, taps in ((ann, 1), (bob, 2)):
+        await user.send_text("/start")
+        for n in range(1, taps + 1):
+            item = await user.wait_for(f"Item {n}")
+            await user.press("positive", message_id=item["message_id"])
+        await user.wait_for(f"Item {taps + 1}")
+    await ann.send_text("/leaderboard")
+    board = (await ann.wait_for("🏆"))["text"]
+    lines = board.splitlines()
+    assert lines[1].startswith("1. Worker ") and "2 answers" in lines[1]  # Bob, not named
+    assert lines[2].startswith("2. you – 1 answers")
+    assert "Bob" not in board and "ann_real" not in board
+
+
+async def test_earnings_sum_the_ledger(bot: LabelBotApp, telegram: FakeTelegram) -> None:
+    await store_of(bot).load_taskset(make_spec(items=4, overlap=1, reward="0.05"))
+    ann = telegram.user(99, "Ann")
+    await ann.send_text("/earnings")
+    assert "No earnings yet" in (await ann.wait_for("No earnings"))["text"]
+    await ann.send_text("/start")
+    for n in (1, 2, 3):
+        item = await ann.wait_for(f"Item {n}")
+        await ann.press("Skip" if n == 2 else "negative", message_id=item["message_id"])
+    await ann.wait_for("Item 4")
+    await ann.send_text("/earnings")
+    summary = (await ann.wait_for("Earned:"))["text"]
+    assert "Earned: 0.10 USD" in summary  # two labels paid, the skip not
+    assert "Paid out: 0.00 USD" in summary
+    assert "Pending (balance): 0.10 USD" in summary
