@@ -55,7 +55,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 LABELS = ("positive", "negative", "neutral")
 REWARD = "0.02"
-REWARD_MINOR = 2
 RETAP_SECONDS = 3.0  # a person waits this long for a reaction before tapping again
 RETAPS_BEFORE_NEXT = 2
 # After the window the crowd stops and the bots work off what Telegram (the fake) still holds:
@@ -389,36 +388,12 @@ async def count_answers(url: str) -> int:
         await engine.dispose()
 
 
-INVARIANT_QUERIES = {
-    "items over their overlap": (
-        "SELECT count(*) FROM (SELECT a.item_id, count(*) AS n FROM answers a "
-        "JOIN items i ON i.id = a.item_id WHERE a.kind = 'label' AND NOT i.is_gold "
-        "GROUP BY a.item_id, i.needed HAVING count(*) > i.needed) over"
-    ),
-    "items whose answer_count differs from their answers": (
-        "SELECT count(*) FROM items i WHERE NOT i.is_gold AND i.answer_count <> "
-        "(SELECT count(*) FROM answers a WHERE a.item_id = i.id AND a.kind = 'label')"
-    ),
-    "items whose in_flight differs from their live leases": (
-        "SELECT count(*) FROM items i WHERE NOT i.is_gold AND i.in_flight <> "
-        "(SELECT count(*) FROM assignments s WHERE s.item_id = i.id AND s.state = 'leased')"
-    ),
-    "ledger sum minus reward x labeled answers": (
-        "SELECT (SELECT coalesce(sum(amount_minor), 0) FROM ledger_entries) - "
-        f"{REWARD_MINOR} * (SELECT count(*) FROM answers WHERE kind = 'label')"
-    ),
-}
-
-
 async def check_invariants(url: str, people: list[Person]) -> tuple[dict[str, int], int]:
     """Violations per invariant (all should be 0) and the number of stored answers."""
-    engine = create_engine(url)
+    store = LabelStore(create_engine(url))
     try:
-        async with engine.connect() as connection:
-            violations = {
-                name: int(await connection.scalar(text(sql)) or 0)
-                for name, sql in INVARIANT_QUERIES.items()
-            }
+        violations = await store.consistency_violations()
+        async with store.engine.connect() as connection:
             stored = {
                 token
                 for (token,) in await connection.execute(
@@ -426,7 +401,7 @@ async def check_invariants(url: str, people: list[Person]) -> tuple[dict[str, in
                 )
             }
     finally:
-        await engine.dispose()
+        await store.close()
     acknowledged: set[str] = set()
     unaccounted = 0
     for person in people:

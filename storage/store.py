@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import median
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.engine import session_factory
@@ -32,6 +32,30 @@ from tasksets.quality import smoothed_accuracy
 from tasksets.spec import TaskSetSpec
 
 DEFAULT_LEASE = timedelta(minutes=10)
+# Each query counts rows that break one invariant of DESIGN.md (the counters kept by the hot path
+# must equal what the rows say); used by tests and the load benchmark.
+CONSISTENCY_CHECKS = {
+    "items over their overlap": (
+        "SELECT count(*) FROM items WHERE NOT is_gold AND answer_count + in_flight > needed"
+    ),
+    "items whose answer_count differs from their answers": (
+        "SELECT count(*) FROM items i WHERE i.answer_count <> "
+        "(SELECT count(*) FROM answers a WHERE a.item_id = i.id AND a.kind = 'label')"
+    ),
+    "items whose in_flight differs from their live leases": (
+        "SELECT count(*) FROM items i WHERE NOT i.is_gold AND i.in_flight <> "
+        "(SELECT count(*) FROM assignments s WHERE s.item_id = i.id AND s.state = 'leased')"
+    ),
+    "answered leases without exactly one answer": (
+        "SELECT count(*) FROM assignments s WHERE (s.state = 'answered') <> "
+        "EXISTS (SELECT 1 FROM answers a WHERE a.assignment_id = s.id)"
+    ),
+    "ledger sum minus the rewards of labeled answers": (
+        "SELECT (SELECT coalesce(sum(amount_minor), 0) FROM ledger_entries WHERE kind = 'reward')"
+        " - (SELECT coalesce(sum(t.reward_minor), 0) FROM answers a "
+        "JOIN tasksets t ON t.id = a.taskset_id WHERE a.kind = 'label')"
+    ),
+}
 
 
 def utcnow() -> datetime:
@@ -395,6 +419,14 @@ class LabelStore:
         return await self.labeling.expire_leases()
 
     # ------------------------------------------------------------------- reads
+
+    async def consistency_violations(self) -> dict[str, int]:
+        """The bookkeeping invariants, recounted from the rows; every value should be 0."""
+        async with self.engine.connect() as conn:
+            return {
+                name: int(await conn.scalar(text(sql)) or 0)
+                for name, sql in CONSISTENCY_CHECKS.items()
+            }
 
     async def answers_for_export(self, taskset_id: int) -> list[StoredAnswer]:
         """Every answer of a set with its item, oldest first (for raw export and aggregation)."""

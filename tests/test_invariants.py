@@ -1,0 +1,123 @@
+"""Property test: whatever workers do, in whatever order, the bookkeeping stays exact.
+
+Hypothesis drives random sequences of taps (labels, skips, repeats of old buttons, forged
+choices), abandoned items, lease expiry and blocked workers against a real store on SQLite, then
+recounts everything from the rows (``LabelStore.consistency_violations``) and checks the
+promises of DESIGN.md: one answer per (worker, item), no item over its overlap, a ledger that
+equals the rewards of the labeled answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from storage.engine import create_engine
+from storage.models import Answer
+from storage.results import Recorded, Rejected, ServedItem
+from storage.store import LabelStore
+from tests.conftest import Clock
+from tests.factories import make_spec
+
+WORKERS = 4
+Action = tuple[str, int, int]
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["tap", "tap", "tap", "skip", "retap", "forge", "leave", "expire", "block"]
+        ),
+        st.integers(0, WORKERS - 1),
+        st.integers(0, 5),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+async def play(path: Path, script: list[Action], overlap: object, gold: int) -> None:
+    clock = Clock(step=1.5)
+    store = LabelStore(
+        create_engine(f"sqlite+aiosqlite:///{path}"), clock=clock, rng=random.Random(5)
+    )
+    try:
+        taskset_id = await store.load_taskset(
+            make_spec(items=8, gold=gold, overlap=overlap, gold_ratio=0.3)
+        )
+        current: dict[int, ServedItem | None] = {}
+        old_tokens: dict[int, list[str]] = {w: [] for w in range(WORKERS)}
+        for worker in range(WORKERS):
+            await store.join(worker, f"W{worker}", taskset_id=taskset_id)
+            result = await store.next_item_for(worker)
+            current[worker] = result if isinstance(result, ServedItem) else None
+        for action, worker, value in script:
+            item = current[worker]
+            if action == "expire":
+                clock.advance(minutes=11)
+                await store.expire_leases()
+            elif action == "block":
+                await store.mark_inactive(worker)
+                current[worker] = None
+            elif action == "leave":
+                current[worker] = None  # walks away; the lease runs out later
+            elif action == "retap" and old_tokens[worker]:
+                token = old_tokens[worker][value % len(old_tokens[worker])]
+                assert isinstance(await store.record_answer(token, worker, 0), Rejected)
+            elif action == "forge" and item is not None:
+                forged = await store.record_answer(item.token, worker, 3 + value)
+                assert isinstance(forged, Rejected)
+                stolen = await store.record_answer(item.token, (worker + 1) % WORKERS, 0)
+                assert isinstance(stolen, Rejected)
+            elif action in ("tap", "skip") and item is not None:
+                choice = "skip" if action == "skip" else value % 3
+                outcome = await store.record_answer(item.token, worker, choice)
+                old_tokens[worker].append(item.token)
+                if isinstance(outcome, Recorded):
+                    current[worker] = outcome.next if isinstance(outcome.next, ServedItem) else None
+                else:
+                    current[worker] = None
+            if current[worker] is None and action in ("tap", "skip", "leave"):
+                result = await store.next_item_for(worker)
+                current[worker] = result if isinstance(result, ServedItem) else None
+        violations = await store.consistency_violations()
+        assert violations == dict.fromkeys(violations, 0)
+        async with store.sessions() as session:
+            pairs = await session.scalar(
+                select(func.count()).select_from(
+                    select(Answer.worker_id, Answer.item_id).distinct().subquery()
+                )
+            )
+            answers = await session.scalar(select(func.count()).select_from(Answer))
+        assert pairs == answers  # one answer per (worker, item)
+    finally:
+        await store.close()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    script=actions,
+    overlap=st.sampled_from([1, 2, 3, {"min": 1, "max": 3, "confidence": 0.9}]),
+    gold=st.integers(0, 3),
+)
+def test_bookkeeping_survives_any_sequence_of_actions(
+    sqlite_template: Path,
+    tmp_path: Path,
+    script: list[Action],
+    overlap: object,
+    gold: int,
+) -> None:
+    path = tmp_path / "run.db"
+    path.unlink(missing_ok=True)
+    for stale in tmp_path.glob("run.db-*"):
+        stale.unlink()
+    shutil.copy(sqlite_template, path)
+    asyncio.run(play(path, script, overlap, gold))
