@@ -85,10 +85,13 @@ async def test_two_processes_finish_a_set_when_one_is_killed(
                     )
                 ).all()
             )
-        await engine.dispose()
+        store = LabelStore(engine)
+        violations = await store.consistency_violations()
+        await store.close()
 
     assert all(person.done for person in people)
     assert per_item == {f"t{i}": OVERLAP for i in range(ITEMS)}
+    assert violations == dict.fromkeys(violations, 0)
     for person in people:
         shown = Counter(person.contents.values())
         assert [text for text, times in shown.items() if times > 1] == [], person.user
