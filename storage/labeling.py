@@ -402,6 +402,21 @@ _crowd_sample = (
     .subquery()
 )
 CROWD_COUNTS = select(_crowd_sample.c.label, func.count()).group_by(_crowd_sample.c.label)
+# A suspended worker's answers no longer count, so each item they labeled asks for one more.
+REPLACE_ANSWERS_OF = (
+    update(Item)
+    .where(
+        Item.id.in_(
+            select(Answer.item_id).where(
+                Answer.worker_id == bindparam("worker"),
+                Answer.taskset_id == bindparam("taskset"),
+                Answer.kind == AnswerKind.LABEL,
+            )
+        ),
+        Item.is_gold.is_(False),
+    )
+    .values(needed=Item.needed + 1, open=Item.answer_count + Item.in_flight < Item.needed + 1)
+)
 WORKER_INACTIVE = (
     update(Worker).where(Worker.id == bindparam("worker")).values(status=WorkerStatus.INACTIVE)
 )
@@ -723,6 +738,8 @@ class Labeling:
             change = self._check_rules(conn, worker_id, view.id, policy, standing)
         if change is not None:
             self._change_status(conn, worker_id, view.id, change)
+            if change.status == MembershipStatus.SUSPENDED:
+                conn.execute(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": view.id})
             standing = Standing(change.status, change.reason, *row[2:])
         following = self._lease_next(
             conn, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from storage.models import Item, LedgerEntry, MembershipStatus
+from storage.models import Answer, Item, LedgerEntry, MembershipStatus
 from storage.results import NoItem, NoItemReason, Recorded, ServedItem
 from storage.store import LabelStore
 from tasksets.quality import (
@@ -194,6 +194,17 @@ async def test_spammer_is_suspended_excluded_and_reinstatable(store: LabelStore)
         result = outcome.next
     assert suspended is not None and suspended.status == MembershipStatus.SUSPENDED
     assert isinstance(result, NoItem) and result.reason == NoItemReason.SUSPENDED
+    # Every item the spammer labeled now wants one more (trusted) answer.
+    async with store.sessions() as session:
+        spammed = list(
+            await session.scalars(
+                select(Item.needed).where(
+                    Item.id.in_(select(Answer.item_id).where(Answer.worker_id == 1)),
+                    Item.is_gold.is_(False),
+                )
+            )
+        )
+    assert spammed and set(spammed) == {4}  # overlap 3 + 1 replacement
     assert result.detail == suspended.reason
     [score] = await store.worker_scores(taskset_id)
     assert score.status == MembershipStatus.SUSPENDED
