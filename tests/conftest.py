@@ -13,8 +13,10 @@ import random
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -134,20 +136,27 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-async def bot(
-    telegram: FakeTelegram, db_url: str, clock: Clock, transport: str
+@asynccontextmanager
+async def running_bot(
+    telegram: FakeTelegram, db_url: str, clock: Clock, **settings: Any
 ) -> AsyncIterator[LabelBotApp]:
     """The real Application polling the fake Bot API, on the test's database."""
-    settings = Settings(
+    config = Settings(
         bot_token=telegram.token,
         database_url=db_url,
         telegram_base_url=telegram.base_url,
         telegram_base_file_url=telegram.base_file_url,
-        http=transport,
-        rate_limit=0,
-        coordinators=frozenset({999}),
+        **settings,
     )
-    application = build_application(settings, migrate=False, clock=clock, rng=random.Random(3))
+    application = build_application(config, migrate=False, clock=clock, rng=random.Random(3))
     async with polling(application, poll_timeout=1):
+        yield application
+
+
+@pytest.fixture
+async def bot(
+    telegram: FakeTelegram, db_url: str, clock: Clock, transport: str
+) -> AsyncIterator[LabelBotApp]:
+    """The bot as the end-to-end tests use it: no rate limiter, either HTTP transport."""
+    async with running_bot(telegram, db_url, clock, http=transport, rate_limit=0) as application:
         yield application

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import LabelBotApp, build_application, polling
+from bot.app import LabelBotApp
 from bot.fake_telegram import FakeTelegram
-from bot.settings import Settings
 from storage.models import Answer
-from tests.conftest import Clock
+from tests.conftest import Clock, running_bot
 from tests.factories import make_spec
 from tests.test_e2e_worker import store_of
 
@@ -45,14 +43,7 @@ async def rate_limited_bot(
     telegram: FakeTelegram, db_url: str, clock: Clock
 ) -> AsyncIterator[LabelBotApp]:
     """The production setting: PTB's AIORateLimiter, which retries after a 429."""
-    settings = Settings(
-        bot_token=telegram.token,
-        database_url=db_url,
-        telegram_base_url=telegram.base_url,
-        telegram_base_file_url=telegram.base_file_url,
-    )
-    application = build_application(settings, migrate=False, clock=clock, rng=random.Random(3))
-    async with polling(application, poll_timeout=1):
+    async with running_bot(telegram, db_url, clock) as application:
         yield application
 
 
