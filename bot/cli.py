@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from bot.settings import Settings
 from storage.engine import create_engine
-from storage.exports import UnknownTaskSet, export_taskset
+from storage.exports import UnknownTaskSet, export_taskset, quality_report
 from storage.migrate import upgrade
 from storage.store import LabelStore, TaskSetExists
 from tasksets.answers_csv import aggregate_csv
@@ -199,13 +200,19 @@ def cmd_tasksets(args: argparse.Namespace, settings: Settings) -> int:
         if not rows:
             print("no task sets yet: load one with `labelbot load FILE`")
             return 0
-        print(f"{'name':<24} {'status':<8} {'done/items':>12} {'answers':>8} {'gold acc':>9}")
+        print(
+            f"{'name':<24} {'status':<8} {'done/items':>12} {'answers':>8} {'gold acc':>9} "
+            f"{'alpha':>6}"
+        )
         for row in rows:
             regular = row.items - row.gold_items
             accuracy = f"{row.gold_accuracy:.1%}" if row.gold_accuracy is not None else "-"
+            # Krippendorff's alpha: agreement among the counted answers (nan when undefined).
+            alpha = (await quality_report(store, row.taskset_id, "mv")).alpha
+            shown = "-" if math.isnan(alpha) else f"{alpha:.2f}"
             print(
                 f"{row.name:<24} {row.status:<8} {f'{row.items_done}/{regular}':>12} "
-                f"{row.answers:>8} {accuracy:>9}"
+                f"{row.answers:>8} {accuracy:>9} {shown:>6}"
             )
         return 0
 

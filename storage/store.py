@@ -68,6 +68,7 @@ class TaskSetExists(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TaskSetProgress:
+    taskset_id: int
     name: str
     title: str
     status: str
@@ -263,6 +264,7 @@ class LabelStore:
             )
             rows = await session.execute(
                 select(
+                    TaskSet.id,
                     TaskSet.name,
                     TaskSet.title,
                     TaskSet.status,
@@ -278,8 +280,8 @@ class LabelStore:
                 .order_by(TaskSet.id)
             )
             return [
-                TaskSetProgress(name, title, str(status), *counts)
-                for name, title, status, *counts in rows
+                TaskSetProgress(taskset_id, name, title, str(status), *counts)
+                for taskset_id, name, title, status, *counts in rows
             ]
 
     # ------------------------------------------------------------------ workers

@@ -144,6 +144,13 @@ def test_export_aggregated_and_raw(
     assert len(raw) == 12  # 4 regular items x 3 workers; nobody was given the gold item
     assert {"item_id", "worker", "label", "seconds", "answered_at"} <= set(raw[0])
 
+    [row] = [line for line in tasksets_listing(db, capsys).splitlines() if line.startswith("cli")]
+    done, answers, alpha = row.split()[2], row.split()[3], float(row.split()[-1])
+    assert (done, answers) == ("4/4", "12")
+    # Hand-checked: 11 "positive" and 1 "negative"; the one disagreement is exactly what chance
+    # predicts for that label mix (observed = expected disagreement = 2/12), so alpha is 0.
+    assert alpha == 0.0
+
 
 def test_export_of_unknown_set_fails_clearly(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(db, "export", "nope") == 2
