@@ -262,7 +262,8 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"labelbot: {error}", file=sys.stderr)
         return EXIT_INVALID
     if accuracy is not None:
-        print(f"accuracy on gold items: {accuracy:.4f}", file=sys.stderr)
+        # After the rows, on stdout as DESIGN.md has it; without --gold stdout is pure CSV.
+        print(f"accuracy on gold items: {accuracy:.4f}")
     return 0
 
 
