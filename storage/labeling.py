@@ -433,6 +433,9 @@ def expire_statement(condition: Any) -> Any:
 
 EXPIRE_DUE = expire_statement(Assignment.expires_at <= bindparam("now"))
 EXPIRE_WORKER = expire_statement(Assignment.worker_id == bindparam("worker"))
+EXPIRE_WORKER_IN_SET = expire_statement(
+    and_(Assignment.worker_id == bindparam("worker"), Assignment.taskset_id == bindparam("taskset"))
+)
 
 
 def judge_qualification(standing: Standing, policy: Policy, *, force: bool) -> StatusChange | None:
@@ -798,6 +801,12 @@ class Labeling:
     async def expire_leases(self) -> int:
         """Give the items of leases that ran out back to the pool; returns how many expired."""
         return await self._transaction(self.expire, EXPIRE_DUE, {"now": self.clock()})
+
+    async def release_leases(self, worker_id: int, taskset_id: int) -> int:
+        """Give back the worker's live leases in one set (they moved on to another)."""
+        return await self._transaction(
+            self.expire, EXPIRE_WORKER_IN_SET, {"worker": worker_id, "taskset": taskset_id}
+        )
 
     async def mark_inactive(self, worker_id: int) -> None:
         """The worker blocked the bot: stop sending, free their lease at once."""

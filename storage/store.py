@@ -317,8 +317,9 @@ class LabelStore:
                 worker.display_name, worker.username = display_name, username
                 if worker.status == WorkerStatus.INACTIVE:
                     worker.status = WorkerStatus.ACTIVE  # they came back
+            previous = worker.current_taskset_id
             if taskset_id is None:
-                taskset_id = worker.current_taskset_id or await self._only_active(session)
+                taskset_id = previous or await self._only_active(session)
             if taskset_id is None:
                 return None
             taskset = await session.get(TaskSet, taskset_id)
@@ -337,6 +338,9 @@ class LabelStore:
                         joined_at=now,
                     )
                 )
+        if previous is not None and previous != taskset_id:
+            # Moving to another set: the item left on screen in the old one goes back at once.
+            await self.labeling.release_leases(worker_id, previous)
         return await self.view(taskset_id)
 
     async def _only_active(self, session: AsyncSession) -> int | None:

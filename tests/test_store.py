@@ -291,3 +291,13 @@ async def test_paused_set_serves_nothing_until_resumed(store: LabelStore) -> Non
     assert isinstance(paused, NoItem) and paused.reason == NoItemReason.NOT_ACTIVE
     assert await store.set_taskset_status("pausable", TaskSetStatus.ACTIVE)
     assert isinstance(await store.next_item_for(1), ServedItem)
+
+
+async def test_moving_to_another_set_gives_the_open_item_back(store: LabelStore) -> None:
+    first = await store.load_taskset(make_spec("first", items=1, overlap=1))
+    second = await store.load_taskset(make_spec("second", items=1, overlap=1))
+    await join(store, 1, first)
+    left_behind = await serve(store, 1)
+    await join(store, 1, second)
+    await join(store, 2, first)
+    assert (await serve(store, 2)).text == left_behind.text
