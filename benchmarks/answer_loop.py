@@ -16,7 +16,7 @@ Each contender runs with 1 and with 4 concurrent workers in one bot process per 
 and 5 warm-up taps per worker are not measured), rounds alternate the contenders, and each keeps
 its lowest CPU per answer and its best answers/s.
 
-    .venv/bin/python benchmarks/answer_loop.py [--taps 300] [--rounds 3] [--only abcde]
+    .venv/bin/python benchmarks/answer_loop.py [--taps 300] [--rounds 3] [--only abcdefg]
     .venv/bin/python benchmarks/answer_loop.py --profile   # (c) sampled by py-spy: top functions
 
 Linux only (``/proc``). The task set has no gold items and overlap 1; its speed rule is relaxed,
@@ -100,6 +100,19 @@ CONTENDERS = (
     Contender("c", "labelbot, SQLite", LABELBOT_RUN, "sqlite"),
     Contender("d", "labelbot, PostgreSQL", LABELBOT_RUN, "postgres"),
     Contender("e", "labelbot, SQLite, webhook", LABELBOT_RUN, "sqlite", webhook=True),
+    # Which webhook server to use: the same bare bot behind PTB's (tornado) and labelbot's.
+    Contender(
+        "f",
+        "bare PTB, aiohttp, PTB webhook",
+        (PYTHON, "benchmarks/bare_bot.py", "--transport", "aiohttp", "--webhook", "ptb"),
+        webhook=True,
+    ),
+    Contender(
+        "g",
+        "bare PTB, aiohttp, labelbot webhook",
+        (PYTHON, "benchmarks/bare_bot.py", "--transport", "aiohttp", "--webhook", "aiohttp"),
+        webhook=True,
+    ),
 )
 BASELINE = "a"
 TARGETS = ("c", "d")
@@ -674,7 +687,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1, 4], help="concurrent workers per phase"
     )
-    parser.add_argument("--only", default="abcde", help="contender keys to run, e.g. ac")
+    parser.add_argument("--only", default="abcdefg", help="contender keys to run, e.g. ac")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server for contender d")
     parser.add_argument(
         "--profile", action="store_true", help="sample (c) with py-spy; print the top functions"

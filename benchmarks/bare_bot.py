@@ -12,9 +12,11 @@ SIGINT or SIGTERM stops it (PTB's ``run_polling``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 from typing import get_args
+from urllib.parse import urlparse
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
@@ -25,6 +27,7 @@ from telegram.ext import (
     ContextTypes,
 )
 
+from bot.serve import serve_webhook, stop_signal
 from bot.transport import TransportKind, build_requests
 
 LABELS = ("positive", "negative", "neutral")
@@ -92,11 +95,41 @@ def build(transport: TransportKind) -> Application:
     return application
 
 
+async def serve_with_labelbots_webhook(application: Application) -> None:
+    await serve_webhook(
+        application,
+        url=os.environ["LABELBOT_WEBHOOK_URL"],
+        secret=os.environ["LABELBOT_WEBHOOK_SECRET"],
+        listen="127.0.0.1",
+        port=int(os.environ["LABELBOT_PORT"]),
+        stop=stop_signal(),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--transport", choices=get_args(TransportKind), default="httpx")
+    parser.add_argument(
+        "--webhook",
+        choices=("ptb", "aiohttp"),
+        help="take updates by webhook (LABELBOT_WEBHOOK_URL/SECRET, LABELBOT_PORT) from PTB's "
+        "own server (tornado) or from labelbot's aiohttp one, instead of long polling",
+    )
     args = parser.parse_args()
-    build(args.transport).run_polling(poll_interval=0.0, timeout=10)
+    application = build(args.transport)
+    if args.webhook == "ptb":
+        url = os.environ["LABELBOT_WEBHOOK_URL"]
+        application.run_webhook(
+            listen="127.0.0.1",
+            port=int(os.environ["LABELBOT_PORT"]),
+            url_path=urlparse(url).path.lstrip("/"),
+            webhook_url=url,
+            secret_token=os.environ["LABELBOT_WEBHOOK_SECRET"],
+        )
+    elif args.webhook == "aiohttp":
+        asyncio.run(serve_with_labelbots_webhook(application))
+    else:
+        application.run_polling(poll_interval=0.0, timeout=10)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from telegram import Update
 
-from bot.app import build_application, polling, running
+from bot.app import LabelBotApp, build_application, polling, running
 from bot.settings import Settings
 from bot.webhook import WebhookServer
 
@@ -21,12 +21,18 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 
 
-async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Serve until SIGINT or SIGTERM, then stop cleanly (in-flight updates finish first)."""
+def stop_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, then stop cleanly (in-flight updates finish first)."""
+    stop = stop_signal()
     application = build_application(settings, migrate=False)
     if not settings.webhook_url:
         async with polling(application):
@@ -34,24 +40,42 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
             await stop.wait()
         return
     assert settings.webhook_secret is not None  # the settings insist
-    secret = settings.webhook_secret.get_secret_value()
+    await serve_webhook(
+        application,
+        url=settings.webhook_url,
+        secret=settings.webhook_secret.get_secret_value(),
+        listen=settings.listen,
+        port=settings.port,
+        reuse_port=reuse_port,
+        stop=stop,
+    )
+
+
+async def serve_webhook(
+    application: LabelBotApp,
+    *,
+    url: str,
+    secret: str,
+    listen: str,
+    port: int,
+    stop: asyncio.Event,
+    reuse_port: bool = False,
+) -> None:
+    """Run ``application`` behind labelbot's aiohttp webhook server until ``stop`` is set."""
     server = WebhookServer(
         application,
         secret=secret,
-        listen=settings.listen,
-        port=settings.port,
-        path=urlparse(settings.webhook_url).path or "/",
+        listen=listen,
+        port=port,
+        path=urlparse(url).path or "/",
         reuse_port=reuse_port,
     )
     async with running(application):
         await server.start()
         await application.bot.set_webhook(
-            settings.webhook_url,
-            secret_token=secret,
-            allowed_updates=Update.ALL_TYPES,
-            max_connections=100,
+            url, secret_token=secret, allowed_updates=Update.ALL_TYPES, max_connections=100
         )
-        log.info("labelbot is serving its webhook; SIGTERM stops it")
+        log.info("serving the webhook; SIGTERM stops it")
         try:
             await stop.wait()
         finally:
