@@ -8,9 +8,10 @@ dies. Answering after means a crash makes Telegram deliver the update again, whi
 are built for (idempotent on the lease token). ``/healthz`` tells a load balancer whether this
 process can reach the database and when it last got an update.
 
-Why not PTB's built-in webhook server: it needs tornado (another HTTP stack beside aiohttp, which
-labelbot already uses for the Bot API), has no place for ``/healthz``, and cannot share one port
-between several processes (``SO_REUSEPORT``), which ``labelbot run --workers N`` relies on.
+Why not PTB's built-in webhook server: the same bare bot costs 27-36 % more CPU per update behind
+it than behind this one (benchmarks/RESULTS-answer_loop.md, (f) against (g)); it needs tornado,
+a second HTTP stack beside aiohttp; it has no place for ``/healthz``; and it cannot share one
+port between several processes (``SO_REUSEPORT``), which ``labelbot run --workers N`` relies on.
 """
 
 from __future__ import annotations
