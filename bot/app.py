@@ -14,7 +14,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 
 from bot.settings import Settings
 from bot.transport import build_requests
-from handlers import worker
+from handlers import stats, worker
 from handlers.services import Context, Services
 from storage.engine import create_engine
 from storage.migrate import upgrade
@@ -45,7 +45,9 @@ def build_application(
         )
         services.coordinators = settings.coordinators
         try:
-            await application.bot.set_my_commands([BotCommand(*p) for p in worker.COMMANDS])
+            await application.bot.set_my_commands(
+                [BotCommand(*pair) for pair in (*worker.COMMANDS, *stats.COMMANDS)]
+            )
         except TelegramError as error:  # only the phone's command menu is missing; keep going
             log.warning("could not register the command menu: %s", error)
         if application.job_queue is not None:
@@ -81,6 +83,7 @@ def build_application(
         else builder.build()
     )
     worker.register(application)
+    stats.register(application)
     application.add_error_handler(on_error)
     return application
 

@@ -57,9 +57,6 @@ COMMANDS = [
     ("start", "Start labeling"),
     ("next", "Show the current item"),
     ("guidelines", "How to label this task"),
-    ("me", "My answers, accuracy and earnings"),
-    ("earnings", "My balance, pending and paid"),
-    ("leaderboard", "Top workers and my rank"),
     ("help", "How this bot works"),
 ]
 
@@ -207,41 +204,6 @@ async def guidelines(update: Update, context: Context) -> None:
     )
 
 
-async def me(update: Update, context: Context) -> None:
-    """The worker's own numbers in their current set: answers, accuracy, rank, earnings."""
-    user, message = update.effective_user, update.effective_message
-    if user is None or message is None:
-        return
-    store = context.bot_data.store
-    view = await store.current_taskset(user.id)
-    ranked = await store.leaderboard(view.id) if view else []
-    mine = next((rank for rank, s in enumerate(ranked, 1) if s.worker_id == user.id), None)
-    if view is None or mine is None:
-        await message.reply_text(texts.no_item(NoItem(NoItemReason.NO_TASKSET)))
-        return
-    await message.reply_text(texts.me(view, ranked[mine - 1], mine, len(ranked)))
-
-
-async def leaderboard(update: Update, context: Context) -> None:
-    """The top workers of the caller's set, under pseudonyms, and the caller's own rank."""
-    user, message = update.effective_user, update.effective_message
-    if user is None or message is None:
-        return
-    store = context.bot_data.store
-    view = await store.current_taskset(user.id)
-    if view is None:
-        await message.reply_text(texts.no_item(NoItem(NoItemReason.NO_TASKSET)))
-        return
-    await message.reply_text(texts.leaderboard(view, await store.leaderboard(view.id), user.id))
-
-
-async def earnings(update: Update, context: Context) -> None:
-    user, message = update.effective_user, update.effective_message
-    if user is None or message is None:
-        return
-    await message.reply_text(texts.earnings(await context.bot_data.store.earnings(user.id)))
-
-
 async def help_command(update: Update, context: Context) -> None:
     if update.effective_message is not None:
         await update.effective_message.reply_text(texts.HELP)
@@ -362,9 +324,6 @@ def register(application: Application) -> None:
             CommandHandler("start", start, filters=private),
             CommandHandler("next", next_item, filters=private),
             CommandHandler("guidelines", guidelines, filters=private),
-            CommandHandler("me", me, filters=private),
-            CommandHandler("leaderboard", leaderboard, filters=private),
-            CommandHandler("earnings", earnings, filters=private),
             CommandHandler("help", help_command, filters=private),
             CallbackQueryHandler(answer, pattern=ANSWER_PATTERN),
             CallbackQueryHandler(dispute, pattern=DISPUTE_PATTERN),
