@@ -68,7 +68,9 @@ def expired(body: str) -> str:
 
 def gold_feedback(feedback: GoldFeedback) -> str:
     head = (
-        "✅ Right!" if feedback.correct else f"❌ The expected answer was “{feedback.gold_label}”."
+        f"✅ Right: “{feedback.gold_label}”."
+        if feedback.correct
+        else f"❌ The expected answer was “{feedback.gold_label}”."
     )
     if feedback.training:
         head = f"Training question. {head}"

@@ -243,7 +243,7 @@ async def answer(update: Update, context: Context) -> None:
         await context.bot.send_message(
             chat_id,
             texts.gold_feedback(outcome.gold),
-            reply_markup=None if outcome.gold.correct else dispute_keyboard(outcome.gold.answer_id),
+            reply_markup=dispute_keyboard(outcome.gold.answer_id),
         )
     change = outcome.status_change
     if change is not None and change.status == MembershipStatus.ACTIVE:

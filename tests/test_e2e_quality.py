@@ -83,15 +83,17 @@ async def test_wrong_gold_answer_explains_and_can_be_disputed_with_a_reason(
     assert dispute.reason == "It reads as neutral to me"
 
 
-async def test_right_gold_answer_is_confirmed_without_a_dispute_button(
+async def test_right_gold_answer_is_confirmed_and_still_disputable(
     bot: LabelBotApp, telegram: FakeTelegram
 ) -> None:
     await store_of(bot).load_taskset(make_spec(items=2, gold=1, overlap=1, gold_ratio=1.0))
     ann = telegram.user(103, "Ann")
     await ann.send_text("/start")
     await tap(ann, "positive")
-    feedback = await ann.wait_for("Right!")
-    assert "reply_markup" not in feedback
+    feedback = await ann.wait_for("✅ Right")
+    assert "“positive”" in feedback["text"] and "why 0" in feedback["text"]
+    [[button]] = feedback["reply_markup"]["inline_keyboard"]
+    assert button["text"] == "Dispute"
 
 
 QUALIFIED = {"items": 3, "min_accuracy": 0.66}
@@ -110,7 +112,7 @@ async def test_qualification_pass_then_real_items(bot: LabelBotApp, telegram: Fa
         control = int(item["text"].split("\n\n")[1].split()[-1])
         await ann.press(LABELS[control % 2], message_id=item["message_id"])  # the right answer
         await ann.wait_for(lambda m, mid=item["message_id"]: m["message_id"] > mid)
-    assert "Training question. ✅ Right!" in (await ann.wait_for("Training question"))["text"]
+    assert "Training question. ✅ Right: “" in (await ann.wait_for("Training question"))["text"]
     await ann.wait_for("You passed the training")
     real = await ann.wait_for(lambda m: "text number" in m.get("text", ""))
     assert "reply_markup" in real
