@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     workers = commands.add_parser("workers", help="manage workers")
     worker_commands = workers.add_subparsers(dest="workers_command", required=True)
+    listing_workers = worker_commands.add_parser(
+        "list", help="workers of a task set with their scores and standing"
+    )
+    listing_workers.add_argument("taskset")
+    listing_workers.set_defaults(handler=cmd_workers)
     reinstate = worker_commands.add_parser("reinstate", help="lift a suspension")
     reinstate.add_argument("worker_id", type=int)
     reinstate.add_argument("--taskset", help="only in this task set")
@@ -271,6 +276,31 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     with_store(settings, migrated)
     print("database is at the latest revision")
     return 0
+
+
+def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
+    async def listing(store: LabelStore) -> int:
+        taskset_id = await store.taskset_id(args.taskset)
+        if taskset_id is None:
+            print(f"labelbot: no task set named {args.taskset!r}", file=sys.stderr)
+            return EXIT_INVALID
+        print(
+            f"{'worker':>12} {'name':<20} {'status':<10} {'answers':>7} {'gold':>7} "
+            f"{'gold acc':>8} {'median s':>8} {'top label':<16} reason"
+        )
+        for score in await store.leaderboard(taskset_id):
+            total = sum(score.labels.values())
+            top = max(score.labels, key=score.labels.__getitem__) if total else "-"
+            share = f"{top} {score.labels[top] / total:.0%}" if total else "-"
+            median = f"{score.median_seconds:.1f}" if score.median_seconds is not None else "-"
+            print(
+                f"{score.worker_id:>12} {score.name[:20]:<20} {score.status:<10} "
+                f"{score.answers:>7} {f'{score.gold_correct}/{score.gold_answers}':>7} "
+                f"{score.gold_accuracy:>8.0%} {median:>8} {share:<16} {score.reason or ''}"
+            )
+        return 0
+
+    return with_store(settings, listing)
 
 
 def cmd_reinstate(args: argparse.Namespace, settings: Settings) -> int:

@@ -191,3 +191,28 @@ def test_run_without_token_explains(
     monkeypatch.delenv("LABELBOT_BOT_TOKEN", raising=False)
     assert run(db, "run") == 2
     assert "@BotFather" in capsys.readouterr().err
+
+
+def test_workers_list_shows_scores_and_why_someone_was_suspended(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def spam() -> None:
+        store = LabelStore(create_engine(db), rng=random.Random(2))
+        taskset_id = await store.load_taskset(make_spec("spam", items=40, gold=10, gold_ratio=0.3))
+        await store.join(7, "Spammer", taskset_id=taskset_id)
+        result = await store.next_item_for(7)
+        while isinstance(result, ServedItem):
+            outcome = await store.record_answer(result.token, 7, 2)
+            assert isinstance(outcome, Recorded)
+            result = outcome.next
+        await store.close()
+
+    assert run(db, "db", "upgrade") == 0
+    asyncio.run(spam())
+    capsys.readouterr()
+    assert run(db, "workers", "list", "spam") == 0
+    [row] = capsys.readouterr().out.splitlines()[1:]
+    assert row.split()[:3] == ["7", "Spammer", "suspended"]
+    assert "neutral 100%" in row and "too fast to read" in row  # the reason, in words
+    assert run(db, "workers", "reinstate", "7") == 0
+    assert run(db, "workers", "list", "nope") == 2
