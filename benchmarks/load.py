@@ -496,20 +496,7 @@ async def run_setup(
         async with fresh_database(backend, Path(folder)) as url, FakeTelegram() as telegram:
             began = time.monotonic()
             await prepare(url, items=max(3000, people_count * 20))
-            port = free_port()
-            env = {
-                **os.environ,
-                "LABELBOT_BOT_TOKEN": telegram.token,
-                "LABELBOT_DATABASE_URL": url,
-                "LABELBOT_TELEGRAM_BASE_URL": telegram.base_url,
-                "LABELBOT_TELEGRAM_BASE_FILE_URL": telegram.base_file_url,
-                "LABELBOT_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram",
-                "LABELBOT_WEBHOOK_SECRET": secrets.token_urlsafe(16),
-                "LABELBOT_LISTEN": "127.0.0.1",
-                "LABELBOT_PORT": str(port),
-                "LABELBOT_RATE_LIMIT": "0",
-                "LABELBOT_DB_POOL_SIZE": str(pool_size),
-            }
+            env = webhook_environment(telegram, url, pool_size=pool_size)
             log_path = Path(tempfile.gettempdir()) / f"labelbot-load-{setup}-{int(faults)}.log"
             log_path.unlink(missing_ok=True)
             bots = BotProcesses(processes, env, log_path)
@@ -563,6 +550,24 @@ async def run_setup(
                 retries=sum(person.retries for person in people),
                 restarts=bots.restarts,
             )
+
+
+def webhook_environment(telegram: FakeTelegram, url: str, *, pool_size: int = 10) -> dict[str, str]:
+    """Settings for ``labelbot run`` processes in webhook mode against the fake, on a free port."""
+    port = free_port()
+    return {
+        **os.environ,
+        "LABELBOT_BOT_TOKEN": telegram.token,
+        "LABELBOT_DATABASE_URL": url,
+        "LABELBOT_TELEGRAM_BASE_URL": telegram.base_url,
+        "LABELBOT_TELEGRAM_BASE_FILE_URL": telegram.base_file_url,
+        "LABELBOT_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram",
+        "LABELBOT_WEBHOOK_SECRET": secrets.token_urlsafe(16),
+        "LABELBOT_LISTEN": "127.0.0.1",
+        "LABELBOT_PORT": str(port),
+        "LABELBOT_RATE_LIMIT": "0",  # the limiter would cap the answers per second
+        "LABELBOT_DB_POOL_SIZE": str(pool_size),
+    }
 
 
 async def wait_for_webhooks(telegram: FakeTelegram, processes: int) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.ext import Application, CommandHandler, filters
 
 from handlers import texts
 from handlers.services import Context
-from storage.results import NoItem, NoItemReason
+from storage.results import NoItem, NoItemReason, TaskSetView
+from storage.store import WorkerScore
 
 COMMANDS = [
     ("me", "My answers, accuracy and earnings"),
@@ -16,32 +17,44 @@ COMMANDS = [
 ]
 
 
-async def me(update: Update, context: Context) -> None:
-    """The worker's own numbers in their current set: answers, accuracy, rank, earnings."""
+NO_SET = texts.no_item(NoItem(NoItemReason.NO_TASKSET))
+
+
+async def standings(
+    update: Update, context: Context
+) -> tuple[int, Message, TaskSetView, list[WorkerScore]] | None:
+    """The caller, their chat message, their current set and its workers ranked best first;
+    None (after telling them to pick a set) when they are on no set."""
     user, message = update.effective_user, update.effective_message
     if user is None or message is None:
-        return
+        return None
     store = context.bot_data.store
     view = await store.current_taskset(user.id)
-    ranked = await store.leaderboard(view.id) if view else []
-    mine = next((rank for rank, s in enumerate(ranked, 1) if s.worker_id == user.id), None)
-    if view is None or mine is None:
-        await message.reply_text(texts.no_item(NoItem(NoItemReason.NO_TASKSET)))
+    if view is None:
+        await message.reply_text(NO_SET)
+        return None
+    return user.id, message, view, await store.leaderboard(view.id)
+
+
+async def me(update: Update, context: Context) -> None:
+    """The worker's own numbers in their current set: answers, accuracy, rank, earnings."""
+    found = await standings(update, context)
+    if found is None:
+        return
+    worker_id, message, view, ranked = found
+    mine = next((rank for rank, s in enumerate(ranked, 1) if s.worker_id == worker_id), None)
+    if mine is None:  # joined but never served: not ranked yet
+        await message.reply_text(NO_SET)
         return
     await message.reply_text(texts.me(view, ranked[mine - 1], mine, len(ranked)))
 
 
 async def leaderboard(update: Update, context: Context) -> None:
     """The top workers of the caller's set, under pseudonyms, and the caller's own rank."""
-    user, message = update.effective_user, update.effective_message
-    if user is None or message is None:
-        return
-    store = context.bot_data.store
-    view = await store.current_taskset(user.id)
-    if view is None:
-        await message.reply_text(texts.no_item(NoItem(NoItemReason.NO_TASKSET)))
-        return
-    await message.reply_text(texts.leaderboard(view, await store.leaderboard(view.id), user.id))
+    found = await standings(update, context)
+    if found is not None:
+        worker_id, message, view, ranked = found
+        await message.reply_text(texts.leaderboard(view, ranked, worker_id))
 
 
 async def earnings(update: Update, context: Context) -> None:

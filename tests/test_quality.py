@@ -135,6 +135,11 @@ async def test_gold_feedback_names_the_right_label_and_explanation(store: LabelS
 # --------------------------------------------------------------- qualification
 
 
+QUALIFYING_SET = make_spec(
+    items=5, gold=6, gold_ratio=0.0, qualification={"items": 4, "min_accuracy": 0.75}
+)
+
+
 async def qualify(store: LabelStore, worker_id: int, right: bool) -> Recorded:
     """Answer the training items; returns the outcome of the last one."""
     result = await store.next_item_for(worker_id)
@@ -151,10 +156,7 @@ async def qualify(store: LabelStore, worker_id: int, right: bool) -> Recorded:
 
 
 async def test_qualification_pass_opens_real_items(store: LabelStore) -> None:
-    spec = make_spec(
-        items=5, gold=6, gold_ratio=0.0, qualification={"items": 4, "min_accuracy": 0.75}
-    )
-    await store.load_taskset(spec)
+    await store.load_taskset(QUALIFYING_SET)
     await join(store, 1)
     outcome = await qualify(store, 1, right=True)
     assert outcome.status_change is not None
@@ -164,10 +166,7 @@ async def test_qualification_pass_opens_real_items(store: LabelStore) -> None:
 
 
 async def test_qualification_fail_stops_the_worker_kindly(store: LabelStore) -> None:
-    spec = make_spec(
-        items=5, gold=6, gold_ratio=0.0, qualification={"items": 4, "min_accuracy": 0.75}
-    )
-    await store.load_taskset(spec)
+    await store.load_taskset(QUALIFYING_SET)
     await join(store, 1)
     outcome = await qualify(store, 1, right=False)
     assert outcome.status_change is not None

@@ -14,7 +14,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from benchmarks.load import BotProcesses, Person, free_port, fresh_database, wait_for_webhooks
+from benchmarks.load import (
+    BotProcesses,
+    Person,
+    fresh_database,
+    wait_for_webhooks,
+    webhook_environment,
+)
 from bot.fake_telegram import FakeTelegram
 from storage.engine import create_engine
 from storage.migrate import upgrade
@@ -48,18 +54,7 @@ async def test_two_processes_finish_a_set_when_one_is_killed(
         # Simulated people tap at machine speed: the too-fast rule would suspend them.
         spec = make_spec(items=ITEMS, overlap=OVERLAP, quality={"min_median_seconds": 0})
         await LabelStore(engine).load_taskset(spec)
-        port = free_port()
-        env = {
-            **os.environ,
-            "LABELBOT_BOT_TOKEN": telegram.token,
-            "LABELBOT_DATABASE_URL": url,
-            "LABELBOT_TELEGRAM_BASE_URL": telegram.base_url,
-            "LABELBOT_TELEGRAM_BASE_FILE_URL": telegram.base_file_url,
-            "LABELBOT_WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram",
-            "LABELBOT_WEBHOOK_SECRET": "scale-out-secret",
-            "LABELBOT_PORT": str(port),
-            "LABELBOT_RATE_LIMIT": "0",
-        }
+        env = webhook_environment(telegram, url)
         bots = BotProcesses(2, env, tmp_path / "bots.log")
         await bots.start()
         try:
