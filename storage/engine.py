@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -32,14 +31,6 @@ def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
     # (failover, pg_terminate_backend) fails its transaction instead, SQLAlchemy then drops the
     # pool's stale connections, and the labeling path retries once (storage/labeling.py).
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, echo=echo)
-
-
-def create_sync_sqlite_engine(url: str | URL) -> Engine:
-    """The same SQLite database through the stdlib driver, for work done on a thread of its own."""
-    sync_url = make_url(url).set(drivername="sqlite")
-    engine = sa_create_engine(sync_url, connect_args={"timeout": 30})
-    _configure_sqlite(engine)
-    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -1,25 +1,23 @@
 """The labeling hot path: hand out items as leases and record answers, each atomically.
 
-Everything here runs on a plain connection with Core statements built once at start-up: no ORM
-unit of work, no per-tap compilation, and as few round trips as the invariants allow. A tap is
-one transaction that checks the lease token, stores the answer, frees the lease, credits the
-ledger, updates the worker's standing and leases the next item.
+Everything here runs on the database driver (``storage/driver.py``) with Core statements built
+once at start-up: no ORM unit of work, no per-tap compilation, and as few round trips as the
+invariants allow. A tap is one transaction that checks the lease token, stores the answer, frees
+the lease, credits the ledger, updates the worker's standing and leases the next item.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
 import secrets
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from sqlalchemy import (
+    Insert,
     Integer,
     Update,
     and_,
@@ -31,16 +29,17 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
-from storage.engine import create_sync_sqlite_engine, is_sqlite
+from storage.driver import Transaction, open_driver
+from storage.engine import is_sqlite
 from storage.models import (
     Answer,
     AnswerKind,
     Assignment,
     AssignmentState,
+    Base,
     Item,
     LedgerEntry,
     Membership,
@@ -72,15 +71,12 @@ from tasksets.quality import (
     suspension_reason,
 )
 
-log = logging.getLogger(__name__)
-
 Choice = int | Literal["skip", "unsure"]
 SKIPPED_TEXT = {AnswerKind.SKIP: "Skipped", AnswerKind.UNSURE: "Not sure"}
 # How often (in a worker's answers) the rules that read recent history run.
 RULE_CHECK_EVERY = 5
 CROWD_SAMPLE = 1000
 LEASE_ATTEMPTS = 3
-T = TypeVar("T")
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -116,21 +112,22 @@ class Standing:
 
 class TaskSetCatalog:
     """Rendering data and policy of each task set, cached per process (they never change after
-    loading), and loaded on the caller's connection so no second connection is ever needed
-    inside a transaction (with SQLite's write lock held, one would wait for the first)."""
+    loading), and loaded inside the caller's transaction so no second connection is ever
+    needed in the middle of one (with SQLite's write lock held, it would wait for the first)."""
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[TaskSetView, Policy]] = {}
 
-    def get(self, conn: Connection, taskset_id: int) -> tuple[TaskSetView, Policy]:
+    def cached(self, taskset_id: int) -> tuple[TaskSetView, Policy] | None:
+        return self._entries.get(taskset_id)
+
+    async def get(self, tx: Transaction, taskset_id: int) -> tuple[TaskSetView, Policy]:
         entry = self._entries.get(taskset_id)
         if entry is None:
-            row = conn.execute(select(TaskSet).where(TaskSet.id == taskset_id)).one()
-            last_gold = conn.scalar(
-                select(func.max(Item.position)).where(
-                    Item.taskset_id == taskset_id, Item.is_gold.is_(True)
-                )
-            )
+            row = await tx.first(TASKSET, {"taskset": taskset_id})
+            if row is None:
+                raise LookupError(f"no task set with id {taskset_id}")
+            last_gold = await tx.value(LAST_GOLD_POSITION, {"taskset": taskset_id})
             qualification = row.qualification or {}
             view = TaskSetView(
                 id=row.id,
@@ -160,6 +157,10 @@ class TaskSetCatalog:
 # ---------------------------------------------------------------- statements (built once)
 
 ITEM_CONTENT = (Item.id, Item.text, Item.media_kind, Item.media_ref)
+TASKSET = select(TaskSet.__table__).where(TaskSet.id == bindparam("taskset"))
+LAST_GOLD_POSITION = select(func.max(Item.position)).where(
+    Item.taskset_id == bindparam("taskset"), Item.is_gold.is_(True)
+)
 
 
 def not_given_to_worker() -> Any:
@@ -316,9 +317,37 @@ def chosen_text(view: TaskSetView, kind: AnswerKind, label: str | None) -> str:
 
 
 # Statements of the answer path, built once (building one costs more than running it on SQLite).
-INSERT_ANSWER = insert(Answer).returning(Answer.id)
-INSERT_ASSIGNMENT = insert(Assignment)
-INSERT_LEDGER = insert(LedgerEntry)
+
+
+def insert_values(model: type[Base], *columns: str) -> Insert:
+    """``INSERT`` of the given columns, each bound to the parameter of its name."""
+    return insert(model).values({column: bindparam(column) for column in columns})
+
+
+INSERT_ANSWER = insert_values(
+    Answer,
+    "assignment_id",
+    "worker_id",
+    "item_id",
+    "taskset_id",
+    "kind",
+    "label",
+    "seconds",
+    "created_at",
+).returning(Answer.id)
+INSERT_ASSIGNMENT = insert_values(
+    Assignment, "token", "worker_id", "item_id", "taskset_id", "state", "served_at", "expires_at"
+)
+INSERT_LEDGER = insert_values(
+    LedgerEntry,
+    "worker_id",
+    "taskset_id",
+    "answer_id",
+    "kind",
+    "amount_minor",
+    "currency",
+    "created_at",
+)
 MARK_ANSWERED = (
     update(Assignment)
     .where(Assignment.id == bindparam("assignment"))
@@ -462,68 +491,44 @@ class Labeling:
     def __init__(
         self,
         engine: AsyncEngine,
-        catalog: TaskSetCatalog,
         *,
         lease: timedelta,
         clock: Callable[[], datetime],
         rng: random.Random,
     ) -> None:
-        self.engine = engine
-        self.catalog = catalog
+        self.catalog = TaskSetCatalog()
         self.lease = lease
         self.clock = clock
         self.rng = rng
-        # On SQLite the hot path runs on its own thread with the stdlib driver: a transaction is
-        # one hand-off to that thread instead of several per statement through aiosqlite, and
-        # the single thread is SQLite's single writer anyway. PostgreSQL runs the same code on
-        # the event loop through SQLAlchemy's greenlet bridge, in one greenlet per transaction.
-        self._sqlite = create_sync_sqlite_engine(engine.url) if is_sqlite(engine.url) else None
-        self._sqlite_thread = ThreadPoolExecutor(1, "labelbot-sqlite") if self._sqlite else None
-        lock = self._sqlite is None  # SQLite serialises writers with BEGIN IMMEDIATE
+        pool_size = engine.pool.size() if isinstance(engine.pool, QueuePool) else 1
+        self._driver = open_driver(engine.url, pool_size=pool_size)
+        # SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs row locks.
+        self._sqlite = is_sqlite(engine.url)
+        lock = not self._sqlite
         self.next_item_query = pick_regular_query(lock=lock)
         self._lease_regular = lease_regular_statement(self.next_item_query)
         self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
         self._claim = claim_query(lock=lock)
 
-    async def _transaction(self, work: Callable[..., T], *args: Any) -> T:
-        """Run ``work(conn, *args)`` in one transaction, on the right thread for the backend."""
-        if self._sqlite is None:
-            try:
-                async with self.engine.begin() as conn:
-                    return await conn.run_sync(work, *args)
-            except DBAPIError as error:
-                if not error.connection_invalidated:
-                    raise
-                # The server dropped the connection, so the transaction was rolled back: run it
-                # again on a fresh one. (Had the COMMIT gone through, the rerun sees a duplicate.)
-                log.warning("database connection lost; retrying on a new one")
-                async with self.engine.begin() as conn:
-                    return await conn.run_sync(work, *args)
-        sqlite = self._sqlite
-
-        def in_transaction() -> T:
-            with sqlite.begin() as conn:
-                return work(conn, *args)
-
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._sqlite_thread, in_transaction)
-
     async def close(self) -> None:
-        """Close the SQLite thread's connections on that thread, then end the thread."""
-        if self._sqlite is not None and self._sqlite_thread is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._sqlite_thread, self._sqlite.dispose)
-            self._sqlite_thread.shutdown()
+        await self._driver.close()
+
+    async def view(self, taskset_id: int) -> TaskSetView:
+        """A task set's rendering data; read once per process."""
+        entry = self.catalog.cached(taskset_id)
+        if entry is None:
+            entry = await self._driver.transaction(self.catalog.get, taskset_id)
+        return entry[0]
 
     async def next_item_for(self, worker_id: int) -> NextItem:
         """The item to show this worker now: their live lease if they have one, else a new one."""
-        return await self._transaction(self._next_item_for, worker_id, self.clock())
+        return await self._driver.transaction(self._next_item_for, worker_id, self.clock())
 
-    def _next_item_for(self, conn: Connection, worker_id: int, now: datetime) -> NextItem:
-        state = conn.execute(WORKER_STATE, {"worker": worker_id}).one_or_none()
+    async def _next_item_for(self, tx: Transaction, worker_id: int, now: datetime) -> NextItem:
+        state = await tx.first(WORKER_STATE, {"worker": worker_id})
         if state is None or state.current_taskset_id is None or state.status is None:
             return NoItem(NoItemReason.NO_TASKSET)  # never joined, or the set is gone
-        view, policy = self.catalog.get(conn, state.current_taskset_id)
+        view, policy = await self.catalog.get(tx, state.current_taskset_id)
         if state.worker_status == WorkerStatus.BANNED:
             return NoItem(NoItemReason.BLOCKED, view)
         standing = Standing(
@@ -534,7 +539,7 @@ class Labeling:
             state.gold_correct,
         )
         params = {"worker": worker_id, "taskset": view.id, "now": now}
-        live = conn.execute(LIVE_LEASE, params).one_or_none()
+        live = await tx.first(LIVE_LEASE, params)
         if live is not None:
             return ServedItem(
                 live.token,
@@ -544,13 +549,13 @@ class Labeling:
                 live.media_ref,
                 standing.answers + 1,
             )
-        return self._lease_next(
-            conn, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
+        return await self._lease_next(
+            tx, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
         )
 
-    def _lease_next(
+    async def _lease_next(
         self,
-        conn: Connection,
+        tx: Transaction,
         worker_id: int,
         view: TaskSetView,
         policy: Policy,
@@ -567,27 +572,27 @@ class Labeling:
         params = {"taskset": view.id, "worker": worker_id}
         row = None
         if standing.status == MembershipStatus.QUALIFYING:
-            row = self._lease_gold(conn, policy, params)
+            row = await self._lease_gold(tx, policy, params)
             if row is None:
                 # Fewer gold items than the qualification asks for: judge on what was seen.
                 change = judge_qualification(standing, policy, force=True)
                 assert change is not None
-                self._change_status(conn, worker_id, view.id, change)
+                await self._change_status(tx, worker_id, view.id, change)
                 if change.status == MembershipStatus.FAILED:
                     return NoItem(NoItemReason.FAILED_QUALIFICATION, view, change.reason)
         elif policy.gold_ratio and self.rng.random() < policy.gold_ratio:
-            row = self._lease_gold(conn, policy, params)
+            row = await self._lease_gold(tx, policy, params)
         if row is None:
             for _ in range(LEASE_ATTEMPTS):
-                row = conn.execute(self._lease_regular, params).one_or_none()
+                row = await tx.first(self._lease_regular, params)
                 # Nothing returned: nothing left, unless another process closed the picked item
                 # between pick and update; only then is a retry worth it.
-                if row is not None or self._sqlite is not None:
+                if row is not None or self._sqlite:
                     break
         if row is None:
             return NoItem(NoItemReason.ALL_DONE, view)
         token = secrets.token_urlsafe(12)
-        conn.execute(
+        await tx.run(
             INSERT_ASSIGNMENT,
             {
                 "token": token,
@@ -603,21 +608,21 @@ class Labeling:
             token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1
         )
 
-    def _lease_gold(self, conn: Connection, policy: Policy, params: dict[str, Any]) -> Any:
+    async def _lease_gold(self, tx: Transaction, policy: Policy, params: dict[str, Any]) -> Any:
         # Gold items have no quota: they are never "taken", only never shown twice to one worker.
         if policy.last_gold_position is None:
             return None
         start = self.rng.randint(0, policy.last_gold_position)
         for query in self._pick_gold:
-            row = conn.execute(query, {**params, "start": start}).one_or_none()
+            row = await tx.first(query, {**params, "start": start})
             if row is not None:
                 return row
         return None
 
-    def _change_status(
-        self, conn: Connection, worker_id: int, taskset_id: int, change: StatusChange
+    async def _change_status(
+        self, tx: Transaction, worker_id: int, taskset_id: int, change: StatusChange
     ) -> None:
-        conn.execute(
+        await tx.run(
             CHANGE_STATUS,
             {
                 "worker": worker_id,
@@ -635,25 +640,25 @@ class Labeling:
         Idempotent on the token: a double tap, a redelivered update or a forged button changes
         nothing and says why.
         """
-        return await self._transaction(
+        return await self._driver.transaction(
             self._record_answer, token, worker_id, choice, message_id, self.clock()
         )
 
-    def _record_answer(
+    async def _record_answer(
         self,
-        conn: Connection,
+        tx: Transaction,
         token: str,
         worker_id: int,
         choice: Choice,
         message_id: int | None,
         now: datetime,
     ) -> AnswerOutcome:
-        claim = conn.execute(self._claim, {"token": token}).one_or_none()
+        claim = await tx.first(self._claim, {"token": token})
         if claim is None:
             return Rejected(Rejection.FORGED)
         if claim.worker_id != worker_id:
             return Rejected(Rejection.FOREIGN)
-        view, policy = self.catalog.get(conn, claim.taskset_id)
+        view, policy = await self.catalog.get(tx, claim.taskset_id)
         if claim.state == AssignmentState.ANSWERED:
             if claim.answer_kind is None:
                 # PostgreSQL: we waited on the row lock of a tap committed meanwhile, and the
@@ -666,18 +671,21 @@ class Labeling:
             )
         if isinstance(choice, int) and not 0 <= choice < len(view.labels):
             return Rejected(Rejection.FORGED)
-        if claim.state == AssignmentState.EXPIRED and not claim.is_gold:
-            # The sweep gave the slot back; take the late answer only if a slot is still free.
-            reopened = conn.execute(TAKE_SLOT, {"item": claim.item_id})
-            if not reopened.rowcount:
-                return Rejected(Rejection.EXPIRED)
+        # The sweep gave an expired lease's slot back; take the late answer only if a slot is
+        # still free.
+        if (
+            claim.state == AssignmentState.EXPIRED
+            and not claim.is_gold
+            and not await tx.run(TAKE_SLOT, {"item": claim.item_id})
+        ):
+            return Rejected(Rejection.EXPIRED)
 
         if isinstance(choice, int):
             label, kind = view.labels[choice].value, AnswerKind.LABEL
         else:
             label, kind = None, AnswerKind(choice)
         chosen = chosen_text(view, kind, label)
-        answer_id: int = conn.execute(
+        answer_id: int = await tx.value(
             INSERT_ANSWER,
             {
                 "assignment_id": claim.id,
@@ -689,15 +697,15 @@ class Labeling:
                 "seconds": max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
                 "created_at": now,
             },
-        ).scalar_one()
-        conn.execute(MARK_ANSWERED, {"assignment": claim.id, "message": message_id})
+        )
+        await tx.run(MARK_ANSWERED, {"assignment": claim.id, "message": message_id})
         counted = label is not None
         if not claim.is_gold:
-            self._settle_item(conn, claim.item_id, view, policy, counted)
+            await self._settle_item(tx, claim.item_id, view, policy, counted)
         elif counted:  # gold has no quota to free; its count is for the coordinators' view
-            conn.execute(COUNT_GOLD_ANSWER, {"item": claim.item_id})
+            await tx.run(COUNT_GOLD_ANSWER, {"item": claim.item_id})
         if counted and policy.reward_minor:
-            conn.execute(
+            await tx.run(
                 INSERT_LEDGER,
                 {
                     "worker_id": worker_id,
@@ -711,17 +719,10 @@ class Labeling:
             )
         graded = claim.is_gold and counted
         correct = graded and label == claim.gold_label
-        row = (
-            conn.execute(
-                STANDING_AFTER_ANSWER,
-                {
-                    "worker": worker_id,
-                    "taskset": view.id,
-                    "gold": int(graded),
-                    "correct": int(correct),
-                },
-            )
-        ).one()
+        row = await tx.one(
+            STANDING_AFTER_ANSWER,
+            {"worker": worker_id, "taskset": view.id, "gold": int(graded), "correct": int(correct)},
+        )
         standing = Standing(MembershipStatus(row.status), *row[1:])
         gold = None
         if graded:
@@ -738,44 +739,44 @@ class Labeling:
             and standing.status == MembershipStatus.ACTIVE
             and (graded or standing.answers % RULE_CHECK_EVERY == 0)
         ):
-            change = self._check_rules(conn, worker_id, view.id, policy, standing)
+            change = await self._check_rules(tx, worker_id, view.id, policy, standing)
         if change is not None:
-            self._change_status(conn, worker_id, view.id, change)
+            await self._change_status(tx, worker_id, view.id, change)
             if change.status == MembershipStatus.SUSPENDED:
-                conn.execute(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": view.id})
+                await tx.run(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": view.id})
             standing = Standing(change.status, change.reason, *row[2:])
-        following = self._lease_next(
-            conn, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
+        following = await self._lease_next(
+            tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
         )
         return Recorded(chosen, gold, change, following)
 
-    def _settle_item(
+    async def _settle_item(
         self,
-        conn: Connection,
+        tx: Transaction,
         item_id: int,
         view: TaskSetView,
         policy: Policy,
         counted: bool,
     ) -> None:
         """Free the lease slot, count the answer, and grow the overlap if the item is contested."""
-        conn.execute(FREE_SLOTS, {"item": item_id, "added": int(counted), "freed": 1})
+        await tx.run(FREE_SLOTS, {"item": item_id, "added": int(counted), "freed": 1})
         if not counted or policy.overlap_confidence is None:
             return
         index = {lab.value: k for k, lab in enumerate(view.labels)}
-        votes = conn.execute(ITEM_VOTES, {"item": item_id})
+        votes = await tx.rows(ITEM_VOTES, {"item": item_id})
         _best, confidence = item_posterior(
             [(index[lab], smoothed_accuracy(c, n)) for lab, c, n in votes if lab in index],
             len(view.labels),
         )
         contested = confidence < policy.overlap_confidence
-        conn.execute(
+        await tx.run(
             SET_CONFIDENCE_AND_GROW if contested else SET_CONFIDENCE,
             {"item": item_id, "confidence": confidence, "max": policy.overlap_max},
         )
 
-    def _check_rules(
+    async def _check_rules(
         self,
-        conn: Connection,
+        tx: Transaction,
         worker_id: int,
         taskset_id: int,
         policy: Policy,
@@ -783,10 +784,10 @@ class Labeling:
     ) -> StatusChange | None:
         rules = policy.rules
         window = max(rules.dominant_window, rules.min_answers_for_speed)
-        recent = conn.execute(
+        recent = await tx.rows(
             RECENT_ANSWERS, {"taskset": taskset_id, "worker": worker_id, "window": window}
-        ).all()
-        counts = conn.execute(CROWD_COUNTS, {"taskset": taskset_id})
+        )
+        counts = await tx.rows(CROWD_COUNTS, {"taskset": taskset_id})
         crowd = {label: count for label, count in counts}
         record = WorkerRecord(
             gold_answers=standing.gold_answers,
@@ -800,25 +801,25 @@ class Labeling:
 
     async def expire_leases(self) -> int:
         """Give the items of leases that ran out back to the pool; returns how many expired."""
-        return await self._transaction(self.expire, EXPIRE_DUE, {"now": self.clock()})
+        return await self._driver.transaction(self.expire, EXPIRE_DUE, {"now": self.clock()})
 
     async def release_leases(self, worker_id: int, taskset_id: int) -> int:
         """Give back the worker's live leases in one set (they moved on to another)."""
-        return await self._transaction(
+        return await self._driver.transaction(
             self.expire, EXPIRE_WORKER_IN_SET, {"worker": worker_id, "taskset": taskset_id}
         )
 
     async def mark_inactive(self, worker_id: int) -> None:
         """The worker blocked the bot: stop sending, free their lease at once."""
-        await self._transaction(self._mark_inactive, worker_id)
+        await self._driver.transaction(self._mark_inactive, worker_id)
 
-    def _mark_inactive(self, conn: Connection, worker_id: int) -> None:
-        conn.execute(WORKER_INACTIVE, {"worker": worker_id})
-        self.expire(conn, EXPIRE_WORKER, {"worker": worker_id})
+    async def _mark_inactive(self, tx: Transaction, worker_id: int) -> None:
+        await tx.run(WORKER_INACTIVE, {"worker": worker_id})
+        await self.expire(tx, EXPIRE_WORKER, {"worker": worker_id})
 
-    def expire(self, conn: Connection, statement: Any, params: dict[str, Any]) -> int:
+    async def expire(self, tx: Transaction, statement: Any, params: dict[str, Any]) -> int:
         """Expire the leases ``statement`` selects and give their slots back."""
-        freed = Counter(item_id for (item_id,) in conn.execute(statement, params))
+        freed = Counter(item_id for (item_id,) in await tx.rows(statement, params))
         for item_id, slots in freed.items():
-            conn.execute(FREE_SLOTS, {"item": item_id, "added": 0, "freed": slots})
+            await tx.run(FREE_SLOTS, {"item": item_id, "added": 0, "freed": slots})
         return sum(freed.values())

@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.engine import session_factory
-from storage.labeling import Choice, Labeling, TaskSetCatalog
+from storage.labeling import Choice, Labeling
 from storage.models import (
     Answer,
     AnswerKind,
@@ -141,10 +141,7 @@ class LabelStore:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self.clock = clock
-        self.catalog = TaskSetCatalog()
-        self.labeling = Labeling(
-            engine, self.catalog, lease=lease, clock=clock, rng=rng or random.Random()
-        )
+        self.labeling = Labeling(engine, lease=lease, clock=clock, rng=rng or random.Random())
 
     # ----------------------------------------------------------------- task sets
 
@@ -222,9 +219,7 @@ class LabelStore:
 
     async def view(self, taskset_id: int) -> TaskSetView:
         """Rendering data of a task set (cached: it never changes after loading)."""
-        async with self.engine.connect() as conn:
-            view, _policy = await conn.run_sync(self.catalog.get, taskset_id)
-        return view
+        return await self.labeling.view(taskset_id)
 
     async def set_taskset_status(self, name: str, status: TaskSetStatus) -> bool:
         async with self.sessions.begin() as session:

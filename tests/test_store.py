@@ -246,10 +246,9 @@ async def test_next_item_query_walks_the_index_of_a_100k_item_set(
     assert "TEMP B-TREE" not in details
 
 
-async def test_dropped_postgres_connection_costs_no_answer(
-    postgres_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """pg_terminate_backend under a pooled connection: the next tap is retried and stored."""
+async def test_dropped_postgres_connection_costs_no_answer(postgres_url: str) -> None:
+    """pg_terminate_backend under the pooled connections: the next tap is still stored (on a
+    new connection, or retried on one: tests/test_driver.py checks the retry itself)."""
     store = LabelStore(create_engine(postgres_url))
     admin = create_engine(postgres_url)
     try:
@@ -265,7 +264,9 @@ async def test_dropped_postgres_connection_costs_no_answer(
             )
         assert killed >= 1  # the store's pooled connection
         assert isinstance(await store.record_answer(item.token, 424242, 0), Recorded)
-        assert "database connection lost; retrying" in caplog.text
+        async with admin.connect() as conn:  # the store's other pooled connections died too
+            answers = select(func.count()).where(Answer.worker_id == 424242)
+            assert await conn.scalar(answers) == 1
     finally:
         await store.close()
         await admin.dispose()

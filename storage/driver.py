@@ -1,0 +1,362 @@
+"""Core statements compiled once and run straight on the database driver: the hot path's engine.
+
+``Connection.execute`` spends about 35 µs per statement on cache keys, an execution context and
+a result object, more than SQLite needs to run one of the labeling statements, and on
+PostgreSQL it adds a greenlet hop per round trip. So the hot path compiles each Core statement
+once per dialect, keeps SQLAlchemy's own type conversions (rows read and written here look the
+same as through the ORM), and runs the SQL on the driver:
+
+* SQLite: one stdlib ``sqlite3`` connection, used on the event loop. A transaction is a few
+  hundred microseconds of C code that never waits for a network, so running it inline costs
+  less than handing it to a thread. It takes the write lock up front (``BEGIN IMMEDIATE``)
+  without a busy timeout: while another connection holds the lock it yields to the event loop
+  and tries again, instead of blocking the loop the other writer may need to finish.
+* PostgreSQL: an asyncpg pool of its own, each connection caching its prepared statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
+
+import asyncpg
+from sqlalchemy import Float
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
+
+from storage.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Params = Mapping[str, Any]
+Processor = Callable[[Any], Any] | None
+
+NO_PARAMS: Final[Params] = {}
+_REQUIRED: Final = object()
+# Waits between tries while another SQLite connection holds the write lock.
+FIRST_BUSY_WAIT = 0.0005
+LONGEST_BUSY_WAIT = 0.02
+SQLITE_LOCK_ERRORS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# What using a pooled asyncpg connection whose server process is gone raises (failover,
+# restart, pg_terminate_backend): the transaction was rolled back, so it can run again on a
+# new connection. A connection killed while idle has already read the server's farewell and
+# fails with InternalClientError ("another operation is in progress") before sending anything.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
+
+
+class CompiledStatement:
+    """One Core statement as SQL for one dialect, with its parameter order and type processors."""
+
+    __slots__ = ("_binds", "_processors", "_row", "sql")
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self._binds: list[tuple[str, Any, Processor]] = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            default = _REQUIRED if bind.required else bind.effective_value
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            self._binds.append((name, default, processor))
+        columns = list(getattr(statement, "exported_columns", ()))
+        names = [column.key or f"column{index}" for index, column in enumerate(columns)]
+        self._row: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
+        processors = [result_processor(column.type, dialect) for column in columns]
+        self._processors = processors if any(processors) else None
+
+    def arguments(self, params: Params) -> list[Any]:
+        """Positional driver arguments from named parameters, converted as SQLAlchemy would."""
+        values = []
+        for name, default, processor in self._binds:
+            value = params.get(name, default)
+            if value is _REQUIRED:
+                raise KeyError(f"the statement needs the parameter {name!r}: {self.sql}")
+            values.append(processor(value) if processor else value)
+        return values
+
+    def row(self, values: Sequence[Any]) -> Any:
+        """A named tuple of the returned columns, converted as SQLAlchemy would."""
+        processors = self._processors
+        if processors is None:
+            return self._row._make(values)
+        pairs = zip(processors, values, strict=True)
+        return self._row._make([convert(value) if convert else value for convert, value in pairs])
+
+
+def result_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """SQLAlchemy's conversion of a returned value (text to datetime on SQLite, ...)."""
+    if isinstance(column_type, Float) and not column_type.asdecimal:
+        # Both drivers return floats already; the asyncpg dialect would need the column's type
+        # OID from a cursor to tell, which a statement compiled ahead of time does not have.
+        return None
+    return column_type.dialect_impl(dialect).result_processor(dialect, None)
+
+
+class CompiledStatements(dict[ClauseElement, CompiledStatement]):
+    """Each statement compiled the first time it runs, then looked up by identity."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__()
+        self.dialect = dialect
+
+    def __missing__(self, statement: ClauseElement) -> CompiledStatement:
+        compiled = self[statement] = CompiledStatement(statement, self.dialect)
+        return compiled
+
+
+class Transaction(Protocol):
+    """What hot-path work may do inside its transaction."""
+
+    async def rows(self, statement: ClauseElement, params: Params = NO_PARAMS) -> list[Any]:
+        """All rows the statement returns, as named tuples."""
+        ...
+
+    async def first(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any | None:
+        """The first returned row, or None."""
+        ...
+
+    async def one(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any:
+        """The one row the statement returns; raises ``LookupError`` when there is none."""
+        ...
+
+    async def value(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any:
+        """The first column of the one row the statement returns."""
+        ...
+
+    async def run(self, statement: ClauseElement, params: Params = NO_PARAMS) -> int:
+        """Execute a statement that returns no rows; returns how many rows it changed."""
+        ...
+
+
+class TransactionBase:
+    """``one`` and ``value`` on top of a driver's ``first``."""
+
+    __slots__ = ()
+
+    async def first(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any | None:
+        raise NotImplementedError
+
+    async def one(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any:
+        row = await self.first(statement, params)
+        if row is None:
+            raise LookupError(f"no row returned by: {statement}")
+        return row
+
+    async def value(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any:
+        return (await self.one(statement, params))[0]
+
+
+Work = Callable[Concatenate[Transaction, P], Coroutine[Any, Any, T]]
+
+
+class Driver(Protocol):
+    async def transaction(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``work(transaction, ...)`` in one transaction and commit it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_driver(url: URL, *, pool_size: int) -> Driver:
+    """The hot-path driver for the database an engine points at."""
+    if is_sqlite(url):
+        return SQLiteDriver(url)
+    return PostgresDriver(url, pool_size=pool_size)
+
+
+# ------------------------------------------------------------------------------ SQLite
+
+
+class SQLiteTransaction(TransactionBase):
+    __slots__ = ("_connection", "_statements")
+
+    def __init__(self, connection: sqlite3.Connection, statements: CompiledStatements) -> None:
+        self._connection = connection
+        self._statements = statements
+
+    async def rows(self, statement: ClauseElement, params: Params = NO_PARAMS) -> list[Any]:
+        compiled = self._statements[statement]
+        cursor = self._connection.execute(compiled.sql, compiled.arguments(params))
+        return [compiled.row(values) for values in cursor]
+
+    async def first(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any | None:
+        rows = await self.rows(statement, params)
+        return rows[0] if rows else None
+
+    async def run(self, statement: ClauseElement, params: Params = NO_PARAMS) -> int:
+        compiled = self._statements[statement]
+        return self._connection.execute(compiled.sql, compiled.arguments(params)).rowcount
+
+
+class SQLiteDriver:
+    """The hot path on SQLite: one connection on the event loop's thread."""
+
+    def __init__(self, url: URL) -> None:
+        if not url.database or url.database == ":memory:":
+            raise ValueError("labelbot needs an SQLite database file, not an in-memory database")
+        self._path = url.database
+        self._connection: sqlite3.Connection | None = None
+        self._statements = CompiledStatements(SQLiteDialect_pysqlite())
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE ... COMMIT below.
+        connection = sqlite3.connect(self._path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
+            connection.execute(f"PRAGMA {pragma}")
+        connection.execute("PRAGMA busy_timeout=0")  # never block the event loop; see above
+        self._connection = connection
+        return connection
+
+    async def transaction(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        wait = FIRST_BUSY_WAIT
+        while True:
+            connection = self._connection or self._connect()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    transaction = SQLiteTransaction(connection, self._statements)
+                    result = finish_without_waiting(work(transaction, *args, **kwargs))
+                    connection.execute("COMMIT")
+                    return result
+                finally:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode & 0xFF not in SQLITE_LOCK_ERRORS:
+                    raise
+                if loop.time() + wait > deadline:
+                    raise
+            # Another connection is writing: let it finish, then try the whole work again.
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, LONGEST_BUSY_WAIT)
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def finish_without_waiting(step: Coroutine[Any, Any, T]) -> T:
+    """Run SQLite work to its end at once. It holds the connection's only transaction, so no
+    other task may run in the middle of it: work that would wait is a programming error."""
+    try:
+        step.send(None)
+    except StopIteration as finished:
+        return finished.value
+    step.close()
+    raise RuntimeError("hot-path work on SQLite must not wait for anything")
+
+
+# -------------------------------------------------------------------------- PostgreSQL
+
+
+class PostgresTransaction(TransactionBase):
+    __slots__ = ("_connection", "_statements")
+
+    def __init__(self, connection: asyncpg.Connection, statements: CompiledStatements) -> None:
+        self._connection = connection
+        self._statements = statements
+
+    async def rows(self, statement: ClauseElement, params: Params = NO_PARAMS) -> list[Any]:
+        compiled = self._statements[statement]
+        records = await self._connection.fetch(compiled.sql, *compiled.arguments(params))
+        return [compiled.row(record) for record in records]
+
+    async def first(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any | None:
+        compiled = self._statements[statement]
+        record = await self._connection.fetchrow(compiled.sql, *compiled.arguments(params))
+        return None if record is None else compiled.row(record)
+
+    async def run(self, statement: ClauseElement, params: Params = NO_PARAMS) -> int:
+        compiled = self._statements[statement]
+        status: str = await self._connection.execute(compiled.sql, *compiled.arguments(params))
+        return int(status.rpartition(" ")[2])  # "UPDATE 3", "INSERT 0 1"
+
+
+async def _json_as_sqlalchemy_does(connection: asyncpg.Connection) -> None:
+    # SQLAlchemy's JSON type hands asyncpg serialized text and expects decoded values back.
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(name, encoder=str, decoder=json.loads, schema="pg_catalog")
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Nothing to reset between transactions: the hot path changes no session state, and
+    asyncpg's default reset would cost a round trip per transaction."""
+
+
+class PostgresDriver:
+    """The hot path on PostgreSQL: an asyncpg pool opened on first use."""
+
+    def __init__(self, url: URL, *, pool_size: int) -> None:
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._statements = CompiledStatements(PGDialect_asyncpg())
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    init=_json_as_sqlalchemy_does,
+                    reset=_keep_session,
+                )
+        return self._pool
+
+    async def transaction(self, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        pool = self._pool or await self._open()
+        try:
+            return await self._run(pool, work, *args, **kwargs)
+        except CONNECTION_LOST:
+            # The transaction was rolled back with its connection; run it again on a fresh one.
+            # (Had the COMMIT gone through, the rerun sees a duplicate.)
+            log.warning("database connection lost; retrying on a new one")
+            # Whatever killed one connection (a restart, a failover) likely killed its siblings.
+            await pool.expire_connections()
+            return await self._run(pool, work, *args, **kwargs)
+
+    async def _run(
+        self, pool: asyncpg.Pool, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        async with pool.acquire() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                result = await work(
+                    PostgresTransaction(connection, self._statements), *args, **kwargs
+                )
+            except CONNECTION_LOST:
+                raise  # the transaction went with its connection: nothing to roll back
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
+            return result
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
