@@ -17,7 +17,7 @@ and 5 warm-up taps per worker are not measured), rounds alternate the contenders
 its lowest CPU per answer and its best answers/s.
 
     .venv/bin/python benchmarks/answer_loop.py [--taps 300] [--rounds 3] [--only abcdefg]
-    .venv/bin/python benchmarks/answer_loop.py --profile   # (c) sampled by py-spy: top functions
+    .venv/bin/python benchmarks/answer_loop.py --profile [d]   # (c) or another, sampled by py-spy
 
 Linux only (``/proc``). The task set has no gold items and overlap 1; its speed rule is relaxed,
 since these workers tap within milliseconds and would be suspended as too fast to read.
@@ -646,14 +646,14 @@ def samples_report(outputs: Sequence[Path], top: int) -> str:
     return "\n".join(sections)
 
 
-async def profile(bench: Bench) -> None:
-    """Contender (c), sampled by py-spy during the measured taps only."""
-    contender = next(c for c in CONTENDERS if c.key == "c")
+async def profile(bench: Bench, key: str, postgres: str) -> None:
+    """One contender, sampled by py-spy during the measured taps only."""
+    contender = next(c for c in CONTENDERS if c.key == key)
     items = items_needed(bench.taps, bench.worker_counts, rounds=1)
-    async with contextlib.AsyncExitStack() as stack:  # SQLite: nothing to drop afterwards
-        urls = await prepare_databases([contender], bench, items, DEFAULT_POSTGRES, stack)
-    bench.samples_dir = bench.workdir
-    samples = await bench.run(contender, urls[contender.key])
+    async with contextlib.AsyncExitStack() as stack:
+        urls = await prepare_databases([contender], bench, items, postgres, stack)
+        bench.samples_dir = bench.workdir
+        samples = await bench.run(contender, urls[contender.key])
     for workers, sample in samples.items():
         progress(describe(contender, workers, sample) + " (while sampled)")
     print(samples_report(sorted(bench.workdir.glob("*.samples")), top=25))
@@ -690,14 +690,18 @@ def main() -> None:
     parser.add_argument("--only", default="abcdefg", help="contender keys to run, e.g. ac")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server for contender d")
     parser.add_argument(
-        "--profile", action="store_true", help="sample (c) with py-spy; print the top functions"
+        "--profile",
+        nargs="?",
+        const="c",
+        metavar="KEY",
+        help="sample one contender (default c) with py-spy; print the top functions",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="answer_loop-") as workdir:
         bench = Bench(Path(workdir), args.taps, args.workers)
         try:
             if args.profile:
-                asyncio.run(profile(bench))
+                asyncio.run(profile(bench, args.profile, args.postgres))
             else:
                 print(asyncio.run(benchmark(args, bench)))
         except BenchError as error:

@@ -15,6 +15,7 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Contex
 from bot.settings import Settings
 from bot.transport import build_requests
 from handlers import stats, worker
+from handlers.labeling_bot import LabelingBot
 from handlers.services import Context, Services
 from storage.engine import create_engine
 from storage.migrate import upgrade
@@ -63,24 +64,26 @@ def build_application(
     request, get_updates_request = build_requests(
         settings.http, get_updates_read_timeout=30.0, connection_pool_size=256
     )
-    builder = (
+    labeling_bot = LabelingBot(
+        settings.token(),
+        base_url=settings.telegram_base_url,
+        base_file_url=settings.telegram_base_file_url,
+        request=request,
+        get_updates_request=get_updates_request,
+        rate_limiter=(
+            AIORateLimiter(overall_max_rate=settings.rate_limit, max_retries=3)
+            if settings.rate_limit
+            else None
+        ),
+    )
+    application: LabelBotApp = (
         ApplicationBuilder()
-        .token(settings.token())
-        .base_url(settings.telegram_base_url)
-        .base_file_url(settings.telegram_base_file_url)
-        .request(request)
-        .get_updates_request(get_updates_request)
+        .bot(labeling_bot)
         .context_types(ContextTypes(bot_data=Services))
         .concurrent_updates(True)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
-    )
-    application: LabelBotApp = (
-        builder.rate_limiter(
-            AIORateLimiter(overall_max_rate=settings.rate_limit, max_retries=3)
-        ).build()
-        if settings.rate_limit
-        else builder.build()
+        .build()
     )
     worker.register(application)
     stats.register(application)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from telegram.ext import CallbackContext, ExtBot
+from telegram.ext import CallbackContext
 
+from handlers.labeling_bot import LabelingBot
 from storage.store import LabelStore
 
 
@@ -14,4 +15,4 @@ class Services:
     coordinators: frozenset[int] = frozenset()
 
 
-Context = CallbackContext[ExtBot[None], dict[object, object], dict[object, object], Services]
+Context = CallbackContext[LabelingBot, dict[object, object], dict[object, object], Services]

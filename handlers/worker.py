@@ -99,7 +99,7 @@ async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
     keyboard = item_keyboard(served)
     bot = context.bot
     if served.media_kind is None or served.media_ref is None:
-        await bot.send_message(chat_id, body, reply_markup=keyboard)
+        await bot.send_text(chat_id, body, keyboard)
         return
     caption, markup = (body, keyboard) if len(body) <= CAPTION_LIMIT else (None, None)
     match served.media_kind:
@@ -231,12 +231,12 @@ async def answer(update: Update, context: Context) -> None:
         await answer_query(query, texts.ALERTS[outcome.reason], show_alert=True)
         if outcome.reason == Rejection.EXPIRED or reply_was_lost(outcome):
             if message is not None:
-                await edit_body(message, outcome.chosen)
+                await edit_body(context, message, outcome.chosen)
             await show(context, chat_id, await store.next_item_for(chat_id))
         return
     # The spinner on the button and the edit are independent calls: send them together.
     if message is not None:
-        await asyncio.gather(answer_query(query), edit_body(message, outcome.chosen))
+        await asyncio.gather(answer_query(query), edit_body(context, message, outcome.chosen))
     else:
         await answer_query(query)
     if outcome.gold is not None:
@@ -267,13 +267,13 @@ def dispute_keyboard(answer_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[button]])
 
 
-async def edit_body(message: Message, chosen: str | None) -> None:
+async def edit_body(context: Context, message: Message, chosen: str | None) -> None:
     """Show the choice under the item and drop the buttons (text or media caption alike)."""
     body = message.text if message.text is not None else message.caption
     new_body = texts.answered(body or "", chosen) if chosen else texts.expired(body or "")
     try:
         if message.text is not None:
-            await message.edit_text(new_body, reply_markup=None)
+            await context.bot.replace_text(message.chat_id, message.message_id, new_body)
         else:
             await message.edit_caption(new_body, reply_markup=None)
     except BadRequest as error:
