@@ -62,7 +62,12 @@ CONNECTION_LOST = (
 
 
 class CompiledStatement:
-    """One Core statement as SQL for one dialect, with its parameter order and type processors."""
+    """One Core statement as SQL for one dialect, with its parameter order and type processors.
+
+    Values written into the statement (``.values(state=AssignmentState.LEASED)``, ``limit(1)``)
+    are constants: unlike with ``Connection.execute``, a parameter that happens to have the same
+    name (SQLAlchemy names such binds after their column) does not replace them.
+    """
 
     __slots__ = ("_binds", "_processors", "_row", "sql")
 
@@ -86,9 +91,12 @@ class CompiledStatement:
         """Positional driver arguments from named parameters, converted as SQLAlchemy would."""
         values = []
         for name, default, processor in self._binds:
-            value = params.get(name, default)
-            if value is _REQUIRED:
-                raise KeyError(f"the statement needs the parameter {name!r}: {self.sql}")
+            if default is _REQUIRED:
+                if name not in params:
+                    raise KeyError(f"the statement needs the parameter {name!r}: {self.sql}")
+                value = params[name]
+            else:
+                value = default
             values.append(processor(value) if processor else value)
         return values
 

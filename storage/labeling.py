@@ -17,8 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
+    Boolean,
     Insert,
     Integer,
+    Select,
     Update,
     and_,
     bindparam,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -289,8 +292,8 @@ def claim_query(*, lock: bool) -> Any:
 STANDING_AFTER_ANSWER = (
     update(Membership)
     .where(
-        Membership.worker_id == bindparam("worker"),
-        Membership.taskset_id == bindparam("taskset"),
+        Membership.worker_id == bindparam("worker_id"),
+        Membership.taskset_id == bindparam("taskset_id"),
     )
     .values(
         answers=Membership.answers + 1,
@@ -335,48 +338,109 @@ INSERT_ANSWER = insert_values(
     "seconds",
     "created_at",
 ).returning(Answer.id)
-INSERT_ASSIGNMENT = insert_values(
-    Assignment, "token", "worker_id", "item_id", "taskset_id", "state", "served_at", "expires_at"
+INSERT_ASSIGNMENT = insert(Assignment).values(
+    token=bindparam("token"),
+    worker_id=bindparam("worker"),
+    item_id=bindparam("item"),
+    taskset_id=bindparam("taskset"),
+    state=AssignmentState.LEASED,
+    served_at=bindparam("now"),
+    expires_at=bindparam("expires"),
 )
-INSERT_LEDGER = insert_values(
-    LedgerEntry,
-    "worker_id",
-    "taskset_id",
-    "answer_id",
-    "kind",
-    "amount_minor",
-    "currency",
-    "created_at",
+REWARD_COLUMNS = ("worker_id", "taskset_id", "answer_id", "amount_minor", "currency", "created_at")
+REWARD_KIND = literal("reward", type_=LedgerEntry.kind.type)
+INSERT_REWARD = insert(LedgerEntry).values(
+    {**{name: bindparam(name) for name in REWARD_COLUMNS}, "kind": REWARD_KIND}
 )
 MARK_ANSWERED = (
     update(Assignment)
-    .where(Assignment.id == bindparam("assignment"))
-    .values(state=AssignmentState.ANSWERED, message_id=bindparam("message"))
+    .where(Assignment.id == bindparam("assignment_id"))
+    .values(state=AssignmentState.ANSWERED, message_id=bindparam("message_id"))
 )
 TAKE_SLOT = (
     update(Item).where(Item.id == bindparam("item"), Item.open.is_(True)).values(open_slot_values())
 )
 
 
-def free_slots_statement() -> Update:
-    """Give back ``freed`` lease slots and count ``added`` answers; gold items have no slots."""
+def settle_item_statement() -> Update:
+    """Count an answer (``added`` is 0 for a skip) and give its lease slot back; gold items
+    have no slots, so only their count changes."""
     added = bindparam("added", type_=Integer)
+    return (
+        update(Item)
+        .where(Item.id == bindparam("item_id"))
+        .values(
+            answer_count=Item.answer_count + added,
+            in_flight=Item.in_flight - case((Item.is_gold, 0), else_=1),
+            open=case(
+                (Item.is_gold, Item.open),
+                else_=Item.answer_count + added + Item.in_flight - 1 < Item.needed,
+            ),
+        )
+    )
+
+
+def free_slots_statement() -> Update:
+    """Give back the ``freed`` lease slots of expired leases of an item."""
     freed = bindparam("freed", type_=Integer)
     return (
         update(Item)
         .where(Item.id == bindparam("item"), Item.is_gold.is_(False))
         .values(
-            answer_count=Item.answer_count + added,
             in_flight=Item.in_flight - freed,
-            open=Item.answer_count + added + Item.in_flight - freed < Item.needed,
+            open=Item.answer_count + Item.in_flight - freed < Item.needed,
         )
     )
 
 
+SETTLE_ITEM = settle_item_statement()
 FREE_SLOTS = free_slots_statement()
-COUNT_GOLD_ANSWER = (
-    update(Item).where(Item.id == bindparam("item")).values(answer_count=Item.answer_count + 1)
-)
+
+
+# PostgreSQL runs the writes that follow one another without reading each other's results as
+# one statement, with data-modifying CTEs: one round trip instead of several. SQLite has no such
+# CTEs, and in-process it pays no round trip per statement anyway, so it runs them one by one.
+
+
+def answer_writes_statement() -> Select[Any]:
+    """INSERT_ANSWER, MARK_ANSWERED, SETTLE_ITEM, INSERT_REWARD (when ``credit``) and
+    STANDING_AFTER_ANSWER as one statement; returns the answer id and the standing."""
+    answer = INSERT_ANSWER.cte("answer")
+    columns = LedgerEntry.__table__.c
+    reward = select(
+        *(
+            answer.c.id if name == "answer_id" else bindparam(name, type_=columns[name].type)
+            for name in REWARD_COLUMNS
+        ),
+        REWARD_KIND,
+    ).where(bindparam("credit", type_=Boolean))
+    standing = STANDING_AFTER_ANSWER.cte("standing")
+    return select(answer.c.id.label("answer_id"), *standing.c).add_cte(
+        MARK_ANSWERED.cte("marked"),
+        SETTLE_ITEM.cte("settled"),
+        insert(LedgerEntry).from_select((*REWARD_COLUMNS, "kind"), reward).cte("rewarded"),
+    )
+
+
+def lease_and_assign_statement(lease: Update) -> Select[Any]:
+    """The lease statement and INSERT_ASSIGNMENT of the item it took, as one statement."""
+    leased = lease.cte("leased")
+    columns = Assignment.__table__.c
+    assignment = select(
+        bindparam("token", type_=columns.token.type),
+        bindparam("worker", type_=columns.worker_id.type),
+        leased.c.id,
+        bindparam("taskset", type_=columns.taskset_id.type),
+        literal(AssignmentState.LEASED, type_=columns.state.type),
+        bindparam("now", type_=columns.served_at.type),
+        bindparam("expires", type_=columns.expires_at.type),
+    )
+    names = ("token", "worker_id", "item_id", "taskset_id", "state", "served_at", "expires_at")
+    return select(*leased.c).add_cte(
+        insert(Assignment).from_select(names, assignment).cte("assigned")
+    )
+
+
 CHANGE_STATUS = (
     update(Membership)
     .where(
@@ -506,7 +570,13 @@ class Labeling:
         self._sqlite = is_sqlite(engine.url)
         lock = not self._sqlite
         self.next_item_query = pick_regular_query(lock=lock)
-        self._lease_regular = lease_regular_statement(self.next_item_query)
+        lease_regular = lease_regular_statement(self.next_item_query)
+        # Writes that need not wait for each other's results: one statement each on SQLite,
+        # merged into one statement on PostgreSQL (see answer_writes_statement).
+        merge = not self._sqlite
+        self._lease_regular = lease_and_assign_statement(lease_regular) if merge else lease_regular
+        self._lease_regular_assigns = merge
+        self._answer_writes = answer_writes_statement() if merge else None
         self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
         self._claim = claim_query(lock=lock)
 
@@ -569,8 +639,15 @@ class Labeling:
             return NoItem(NoItemReason.FAILED_QUALIFICATION, view, standing.reason)
         if taskset_status != TaskSetStatus.ACTIVE:
             return NoItem(NoItemReason.NOT_ACTIVE, view)
-        params = {"taskset": view.id, "worker": worker_id}
-        row = None
+        token = secrets.token_urlsafe(12)
+        params = {
+            "taskset": view.id,
+            "worker": worker_id,
+            "token": token,
+            "now": now,
+            "expires": now + self.lease,
+        }
+        row, assigned = None, False
         if standing.status == MembershipStatus.QUALIFYING:
             row = await self._lease_gold(tx, policy, params)
             if row is None:
@@ -589,21 +666,11 @@ class Labeling:
                 # between pick and update; only then is a retry worth it.
                 if row is not None or self._sqlite:
                     break
+            assigned = self._lease_regular_assigns
         if row is None:
             return NoItem(NoItemReason.ALL_DONE, view)
-        token = secrets.token_urlsafe(12)
-        await tx.run(
-            INSERT_ASSIGNMENT,
-            {
-                "token": token,
-                "worker_id": worker_id,
-                "item_id": row.id,
-                "taskset_id": view.id,
-                "state": AssignmentState.LEASED,
-                "served_at": now,
-                "expires_at": now + self.lease,
-            },
-        )
+        if not assigned:
+            await tx.run(INSERT_ASSIGNMENT, {**params, "item": row.id})
         return ServedItem(
             token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1
         )
@@ -685,10 +752,14 @@ class Labeling:
         else:
             label, kind = None, AnswerKind(choice)
         chosen = chosen_text(view, kind, label)
-        answer_id: int = await tx.value(
-            INSERT_ANSWER,
+        counted = label is not None
+        graded = claim.is_gold and counted
+        correct = graded and label == claim.gold_label
+        answer_id, row = await self._write_answer(
+            tx,
             {
                 "assignment_id": claim.id,
+                "message_id": message_id,
                 "worker_id": worker_id,
                 "item_id": claim.item_id,
                 "taskset_id": claim.taskset_id,
@@ -696,34 +767,17 @@ class Labeling:
                 "label": label,
                 "seconds": max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
                 "created_at": now,
+                "added": int(counted),
+                "credit": counted and policy.reward_minor > 0,
+                "amount_minor": policy.reward_minor,
+                "currency": policy.currency,
+                "gold": int(graded),
+                "correct": int(correct),
             },
         )
-        await tx.run(MARK_ANSWERED, {"assignment": claim.id, "message": message_id})
-        counted = label is not None
-        if not claim.is_gold:
-            await self._settle_item(tx, claim.item_id, view, policy, counted)
-        elif counted:  # gold has no quota to free; its count is for the coordinators' view
-            await tx.run(COUNT_GOLD_ANSWER, {"item": claim.item_id})
-        if counted and policy.reward_minor:
-            await tx.run(
-                INSERT_LEDGER,
-                {
-                    "worker_id": worker_id,
-                    "taskset_id": view.id,
-                    "answer_id": answer_id,
-                    "kind": "reward",
-                    "amount_minor": policy.reward_minor,
-                    "currency": policy.currency,
-                    "created_at": now,
-                },
-            )
-        graded = claim.is_gold and counted
-        correct = graded and label == claim.gold_label
-        row = await tx.one(
-            STANDING_AFTER_ANSWER,
-            {"worker": worker_id, "taskset": view.id, "gold": int(graded), "correct": int(correct)},
-        )
-        standing = Standing(MembershipStatus(row.status), *row[1:])
+        if counted and not claim.is_gold and policy.overlap_confidence is not None:
+            await self._update_confidence(tx, claim.item_id, view, policy)
+        standing = Standing(MembershipStatus(row[0]), *row[1:])
         gold = None
         if graded:
             gold = GoldFeedback(
@@ -750,18 +804,25 @@ class Labeling:
         )
         return Recorded(chosen, gold, change, following)
 
-    async def _settle_item(
-        self,
-        tx: Transaction,
-        item_id: int,
-        view: TaskSetView,
-        policy: Policy,
-        counted: bool,
+    async def _write_answer(self, tx: Transaction, params: dict[str, Any]) -> tuple[int, Any]:
+        """Store the answer, close its lease, settle the item, credit the reward and count it
+        in the worker's standing; returns the answer id and the standing row."""
+        if self._answer_writes is not None:
+            row = await tx.one(self._answer_writes, params)
+            return row.answer_id, row[1:]
+        answer_id: int = await tx.value(INSERT_ANSWER, params)
+        await tx.run(MARK_ANSWERED, params)
+        await tx.run(SETTLE_ITEM, params)
+        if params["credit"]:
+            await tx.run(INSERT_REWARD, {**params, "answer_id": answer_id})
+        return answer_id, await tx.one(STANDING_AFTER_ANSWER, params)
+
+    async def _update_confidence(
+        self, tx: Transaction, item_id: int, view: TaskSetView, policy: Policy
     ) -> None:
-        """Free the lease slot, count the answer, and grow the overlap if the item is contested."""
-        await tx.run(FREE_SLOTS, {"item": item_id, "added": int(counted), "freed": 1})
-        if not counted or policy.overlap_confidence is None:
-            return
+        """Dynamic overlap: the item's posterior after this answer; a contested item that
+        reached its quota asks for one more answer."""
+        assert policy.overlap_confidence is not None
         index = {lab.value: k for k, lab in enumerate(view.labels)}
         votes = await tx.rows(ITEM_VOTES, {"item": item_id})
         _best, confidence = item_posterior(
@@ -821,5 +882,5 @@ class Labeling:
         """Expire the leases ``statement`` selects and give their slots back."""
         freed = Counter(item_id for (item_id,) in await tx.rows(statement, params))
         for item_id, slots in freed.items():
-            await tx.run(FREE_SLOTS, {"item": item_id, "added": 0, "freed": slots})
+            await tx.run(FREE_SLOTS, {"item": item_id, "freed": slots})
         return sum(freed.values())

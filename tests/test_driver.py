@@ -182,3 +182,24 @@ async def test_postgres_retries_once_on_a_killed_connection(
 def test_in_memory_sqlite_is_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="in-memory"):
         open_driver(make_url("sqlite+aiosqlite:///:memory:"), pool_size=1)
+
+
+async def test_values_written_into_a_statement_are_not_replaced_by_parameters(
+    db_url: str, store: LabelStore
+) -> None:
+    """SQLAlchemy names the bind of ``.values(status=...)`` "status"; a parameter of that name
+    meant for another statement of the same step must not change what this one writes."""
+    add_active_worker = insert(Worker).values(
+        id=bindparam("worker"), display_name="Ada", status=WorkerStatus.ACTIVE, joined_at=MOMENT
+    )
+    driver = open_driver(make_url(db_url), pool_size=2)
+
+    async def add(tx: Transaction) -> object:
+        await tx.run(add_active_worker, {"worker": WORKER, "status": WorkerStatus.BANNED})
+        return await tx.first(WORKER_ROW, {"worker": WORKER})
+
+    try:
+        row = await driver.transaction(add)
+    finally:
+        await driver.close()
+    assert row is not None and row.status == WorkerStatus.ACTIVE
