@@ -236,7 +236,11 @@ async def answer(update: Update, context: Context) -> None:
         return
     # The spinner on the button and the edit are independent calls: send them together.
     if message is not None:
-        await asyncio.gather(answer_query(query), edit_body(context, message, outcome.chosen))
+        spinner = asyncio.ensure_future(answer_query(query))  # one task, where gather makes two
+        try:
+            await edit_body(context, message, outcome.chosen)
+        finally:
+            await spinner
     else:
         await answer_query(query)
     if outcome.gold is not None:
