@@ -22,7 +22,7 @@ import logging
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import Float
@@ -38,6 +38,7 @@ from storage.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+DriverConnection = TypeVar("DriverConnection")
 P = ParamSpec("P")
 Params = Mapping[str, Any]
 Processor = Callable[[Any], Any] | None
@@ -154,10 +155,14 @@ class Transaction(Protocol):
         ...
 
 
-class TransactionBase:
-    """``one`` and ``value`` on top of a driver's ``first``."""
+class TransactionBase(Generic[DriverConnection]):
+    """A driver connection in a transaction; ``one`` and ``value`` on top of ``first``."""
 
-    __slots__ = ()
+    __slots__ = ("_connection", "_statements")
+
+    def __init__(self, connection: DriverConnection, statements: CompiledStatements) -> None:
+        self._connection = connection
+        self._statements = statements
 
     async def first(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any | None:
         raise NotImplementedError
@@ -193,12 +198,8 @@ def open_driver(url: URL, *, pool_size: int) -> Driver:
 # ------------------------------------------------------------------------------ SQLite
 
 
-class SQLiteTransaction(TransactionBase):
-    __slots__ = ("_connection", "_statements")
-
-    def __init__(self, connection: sqlite3.Connection, statements: CompiledStatements) -> None:
-        self._connection = connection
-        self._statements = statements
+class SQLiteTransaction(TransactionBase[sqlite3.Connection]):
+    __slots__ = ()
 
     async def rows(self, statement: ClauseElement, params: Params = NO_PARAMS) -> list[Any]:
         compiled = self._statements[statement]
@@ -278,12 +279,8 @@ def finish_without_waiting(step: Coroutine[Any, Any, T]) -> T:
 # -------------------------------------------------------------------------- PostgreSQL
 
 
-class PostgresTransaction(TransactionBase):
-    __slots__ = ("_connection", "_statements")
-
-    def __init__(self, connection: asyncpg.Connection, statements: CompiledStatements) -> None:
-        self._connection = connection
-        self._statements = statements
+class PostgresTransaction(TransactionBase[asyncpg.Connection]):
+    __slots__ = ()
 
     async def rows(self, statement: ClauseElement, params: Params = NO_PARAMS) -> list[Any]:
         compiled = self._statements[statement]
