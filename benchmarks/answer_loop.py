@@ -11,6 +11,8 @@ item and sends the next one. Contenders:
   d  ``labelbot run`` on PostgreSQL (a fresh database, dropped afterwards); the PostgreSQL
      server's CPU over the same taps is shown beside it
   e  ``labelbot run`` on SQLite in webhook mode (the fake POSTs updates to labelbot's server)
+  f  the bare bot (b) behind PTB's own webhook server (tornado)
+  g  the bare bot (b) behind labelbot's aiohttp webhook server
 
 Each contender runs with 1 and with 4 concurrent workers in one bot process per round (startup
 and 5 warm-up taps per worker are not measured), rounds alternate the contenders, and each keeps
