@@ -246,8 +246,11 @@ class _Signal:
 
     async def wait(self, timeout: float | None) -> None:  # noqa: ASYNC109
         """Return on the next fire or after ``timeout`` seconds, whichever comes first."""
+        # Not asyncio.wait_for: on Python 3.11 it loses a cancel of the waiting task that
+        # arrives as the event fires, and a cancelled simulated worker would go on forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
 
 
 def _utf16_len(text: str) -> int:
