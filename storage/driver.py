@@ -76,12 +76,17 @@ class CompiledStatement:
         compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         self.sql = compiled.string
+        # (name, _REQUIRED, processor) for a parameter, (name, converted value, None) for a
+        # constant, in the order of the placeholders.
         self._binds: list[tuple[str, Any, Processor]] = []
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]
-            default = _REQUIRED if bind.required else bind.effective_value
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            self._binds.append((name, default, processor))
+            if bind.required:
+                self._binds.append((name, _REQUIRED, processor))
+            else:
+                value = bind.effective_value
+                self._binds.append((name, processor(value) if processor else value, None))
         columns = list(getattr(statement, "exported_columns", ()))
         names = [column.key or f"column{index}" for index, column in enumerate(columns)]
         self._row: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
@@ -91,13 +96,13 @@ class CompiledStatement:
     def arguments(self, params: Params) -> list[Any]:
         """Positional driver arguments from named parameters, converted as SQLAlchemy would."""
         values = []
-        for name, default, processor in self._binds:
-            if default is _REQUIRED:
-                if name not in params:
-                    raise KeyError(f"the statement needs the parameter {name!r}: {self.sql}")
-                value = params[name]
-            else:
-                value = default
+        for name, constant, processor in self._binds:
+            if constant is not _REQUIRED:
+                values.append(constant)
+                continue
+            if name not in params:
+                raise KeyError(f"the statement needs the parameter {name!r}: {self.sql}")
+            value = params[name]
             values.append(processor(value) if processor else value)
         return values
 
