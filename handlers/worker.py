@@ -35,6 +35,7 @@ from handlers.callbacks import (
     encode_dispute,
     encode_join,
 )
+from handlers.labeling_bot import Button, InlineKeyboard
 from handlers.services import Context
 from storage.models import MembershipStatus
 from storage.results import (
@@ -72,25 +73,21 @@ async def answer_query(
             raise
 
 
-def item_keyboard(served: ServedItem) -> InlineKeyboardMarkup:
+def item_keyboard(served: ServedItem) -> InlineKeyboard:
     labels = served.taskset.labels
     per_row = 1 if any(len(label.text) > 18 for label in labels) else 2
     buttons = [
-        InlineKeyboardButton(label.text, callback_data=encode_answer(served.token, index))
+        Button(text=label.text, callback_data=encode_answer(served.token, index))
         for index, label in enumerate(labels)
     ]
     rows = [buttons[start : start + per_row] for start in range(0, len(buttons), per_row)]
     rows.append(
         [
-            InlineKeyboardButton(
-                texts.SKIP_BUTTON, callback_data=encode_answer(served.token, "skip")
-            ),
-            InlineKeyboardButton(
-                texts.UNSURE_BUTTON, callback_data=encode_answer(served.token, "unsure")
-            ),
+            Button(text=texts.SKIP_BUTTON, callback_data=encode_answer(served.token, "skip")),
+            Button(text=texts.UNSURE_BUTTON, callback_data=encode_answer(served.token, "unsure")),
         ]
     )
-    return InlineKeyboardMarkup(rows)
+    return InlineKeyboard(inline_keyboard=rows)
 
 
 async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
@@ -101,16 +98,11 @@ async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
     if served.media_kind is None or served.media_ref is None:
         await bot.send_text(chat_id, body, keyboard)
         return
-    caption, markup = (body, keyboard) if len(body) <= CAPTION_LIMIT else (None, None)
-    match served.media_kind:
-        case "image":
-            await bot.send_photo(chat_id, served.media_ref, caption=caption, reply_markup=markup)
-        case "audio":
-            await bot.send_audio(chat_id, served.media_ref, caption=caption, reply_markup=markup)
-        case "video":
-            await bot.send_video(chat_id, served.media_ref, caption=caption, reply_markup=markup)
-    if caption is None:  # too long for a caption: the text and buttons follow the media
-        await bot.send_message(chat_id, body, reply_markup=keyboard)
+    if len(body) <= CAPTION_LIMIT:
+        await bot.send_media(chat_id, served.media_kind, served.media_ref, body, keyboard)
+    else:  # too long for a caption: the text and buttons follow the media
+        await bot.send_media(chat_id, served.media_kind, served.media_ref)
+        await bot.send_text(chat_id, body, keyboard)
 
 
 async def show(context: Context, chat_id: int, result: NextItem) -> None:

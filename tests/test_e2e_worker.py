@@ -290,3 +290,23 @@ async def test_earnings_sum_the_ledger(bot: LabelBotApp, telegram: FakeTelegram)
     assert "Earned: 0.10 USD" in summary  # two labels paid, the skip not
     assert "Paid out: 0.00 USD" in summary
     assert "Pending (balance): 0.10 USD" in summary
+
+
+async def test_a_caption_too_long_for_media_follows_as_its_own_message(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    """Telegram allows 1024 characters in a caption: a longer item text goes out as a text
+    message with the buttons, right after the media."""
+    spec = make_spec(items=1)
+    video = spec.items[0].model_copy(
+        update={"video": "https://example.org/clip.mp4", "text": "A long story. " * 100}
+    )
+    await store_of(bot).load_taskset(spec.model_copy(update={"items": [video]}))
+    ann = telegram.user(92, "Ann")
+    await ann.send_text("/start")
+    item = await ann.wait_for(lambda m: "Item 1" in m.get("text", "") and "reply_markup" in m)
+    media = [m for m in ann.messages if "video" in m]
+    assert len(media) == 1 and "caption" not in media[0] and "reply_markup" not in media[0]
+    assert media[0]["message_id"] < item["message_id"]
+    await ann.press("neutral", message_id=item["message_id"])
+    await ann.wait_for(lambda m: "Your answer: neutral" in m.get("text", ""))

@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, RetryAfter
 from telegram.ext import AIORateLimiter
 
 from bot.fake_telegram import FakeTelegram
 from bot.transport import build_requests
-from handlers.labeling_bot import LabelingBot
+from handlers.labeling_bot import Button, InlineKeyboard, LabelingBot
 
 TOKEN = "123456:TEST-TOKEN"
 USER_ID = 4242
-KEYBOARD = InlineKeyboardMarkup.from_button(InlineKeyboardButton("Positive", callback_data="a"))
+KEYBOARD = InlineKeyboard(inline_keyboard=[[Button(text="Positive", callback_data="a")]])
 
 
 @pytest.fixture
@@ -75,3 +74,17 @@ async def test_the_rate_limiter_retries_a_429(telegram: FakeTelegram) -> None:
         telegram.fail_next("sendMessage", 429, retry_after=1)
         await bot.send_text(USER_ID, "after the wait")
     assert ann.last["text"] == "after the wait"
+
+
+@pytest.mark.parametrize("kind", ["image", "audio", "video"])
+async def test_media_goes_out_by_kind_with_caption_and_buttons(
+    telegram: FakeTelegram, kind: str
+) -> None:
+    ann = telegram.user(USER_ID)
+    field = {"image": "photo", "audio": "audio", "video": "video"}[kind]
+    async with labeling_bot(telegram) as bot:
+        await bot.send_media(USER_ID, kind, f"https://example.org/item.{kind}", "Item 1", KEYBOARD)
+    sent = ann.last
+    assert field in sent
+    assert sent["caption"] == "Item 1"
+    assert sent["reply_markup"]["inline_keyboard"][0][0]["text"] == "Positive"
