@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import math
@@ -14,6 +13,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from bot import event_loop
 from bot.settings import Settings
 from storage.engine import create_engine
 from storage.exports import UnknownTaskSet, export_taskset, quality_report
@@ -130,7 +130,7 @@ def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]])
         finally:
             await store.close()
 
-    return asyncio.run(runner())
+    return event_loop.run(runner())
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         with_store(settings, migrated)
     if args.workers > 1:
         return supervise(args.workers)
-    asyncio.run(serve(settings, reuse_port=args.reuse_port))
+    event_loop.run(serve(settings, reuse_port=args.reuse_port))
     return 0
 
 

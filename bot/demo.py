@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from bot import event_loop
 from bot.app import build_application, polling
 from bot.fake_telegram import FakeTelegram, FakeUser
 from bot.settings import Settings
@@ -130,7 +131,7 @@ def run_demo(out: Path, *, seed: int = 1) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("labelbot-demo.db*"):
         stale.unlink()
-    return asyncio.run(demo(out, f"sqlite+aiosqlite:///{out / 'labelbot-demo.db'}", seed))
+    return event_loop.run(demo(out, f"sqlite+aiosqlite:///{out / 'labelbot-demo.db'}", seed))
 
 
 async def demo(out: Path, db_url: str, seed: int) -> int:
