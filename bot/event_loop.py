@@ -18,7 +18,7 @@ except ImportError:  # uvloop has no Windows build
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on uvloop: libuv's loop and transports cost the bot about a fifth less
-    CPU per tap than asyncio's own (benchmarks/RESULTS-answer_loop.md)."""
+    """``asyncio.run`` on uvloop: libuv's loop and transports cost the bot a tenth to a fifth
+    less CPU per tap than asyncio's own (benchmarks/RESULTS-answer_loop.md)."""
     with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
         return runner.run(main)
