@@ -338,19 +338,50 @@ INSERT_ANSWER = insert_values(
     "seconds",
     "created_at",
 ).returning(Answer.id)
+
+
+def typed_bind(name: str, column: Any) -> Any:
+    """A parameter typed like ``column``: statements that insert from a SELECT need the types
+    that ``INSERT ... VALUES`` takes from its columns."""
+    return bindparam(name, type_=column.type)
+
+
+def assignment_values(item_id: Any) -> dict[str, Any]:
+    """A new lease's columns, bound to the parameters of the lease statements."""
+    return {
+        "token": typed_bind("token", Assignment.token),
+        "worker_id": typed_bind("worker", Assignment.worker_id),
+        "item_id": item_id,
+        "taskset_id": typed_bind("taskset", Assignment.taskset_id),
+        "state": literal(AssignmentState.LEASED, type_=Assignment.state.type),
+        "served_at": typed_bind("now", Assignment.served_at),
+        "expires_at": typed_bind("expires", Assignment.expires_at),
+    }
+
+
+def reward_values(answer_id: Any) -> dict[str, Any]:
+    """A reward's ledger columns, bound to the parameters of the answer's writes."""
+    return {
+        "worker_id": typed_bind("worker_id", LedgerEntry.worker_id),
+        "taskset_id": typed_bind("taskset_id", LedgerEntry.taskset_id),
+        "answer_id": answer_id,
+        "kind": literal("reward", type_=LedgerEntry.kind.type),
+        "amount_minor": typed_bind("amount_minor", LedgerEntry.amount_minor),
+        "currency": typed_bind("currency", LedgerEntry.currency),
+        "created_at": typed_bind("created_at", LedgerEntry.created_at),
+    }
+
+
+def insert_from_select(model: type[Base], values: dict[str, Any], source: Any) -> Insert:
+    """``INSERT INTO model (...) SELECT <values> FROM source``: one row per row of ``source``."""
+    return insert(model).from_select(list(values), select(*values.values()).select_from(source))
+
+
 INSERT_ASSIGNMENT = insert(Assignment).values(
-    token=bindparam("token"),
-    worker_id=bindparam("worker"),
-    item_id=bindparam("item"),
-    taskset_id=bindparam("taskset"),
-    state=AssignmentState.LEASED,
-    served_at=bindparam("now"),
-    expires_at=bindparam("expires"),
+    assignment_values(typed_bind("item", Assignment.item_id))
 )
-REWARD_COLUMNS = ("worker_id", "taskset_id", "answer_id", "amount_minor", "currency", "created_at")
-REWARD_KIND = literal("reward", type_=LedgerEntry.kind.type)
 INSERT_REWARD = insert(LedgerEntry).values(
-    {**{name: bindparam(name) for name in REWARD_COLUMNS}, "kind": REWARD_KIND}
+    reward_values(typed_bind("answer_id", LedgerEntry.answer_id))
 )
 MARK_ANSWERED = (
     update(Assignment)
@@ -406,39 +437,20 @@ def answer_writes_statement() -> Select[Any]:
     """INSERT_ANSWER, MARK_ANSWERED, SETTLE_ITEM, INSERT_REWARD (when ``credit``) and
     STANDING_AFTER_ANSWER as one statement; returns the answer id and the standing."""
     answer = INSERT_ANSWER.cte("answer")
-    columns = LedgerEntry.__table__.c
-    reward = select(
-        *(
-            answer.c.id if name == "answer_id" else bindparam(name, type_=columns[name].type)
-            for name in REWARD_COLUMNS
-        ),
-        REWARD_KIND,
-    ).where(bindparam("credit", type_=Boolean))
+    credited = select(answer).where(bindparam("credit", type_=Boolean)).subquery()
     standing = STANDING_AFTER_ANSWER.cte("standing")
     return select(answer.c.id.label("answer_id"), *standing.c).add_cte(
         MARK_ANSWERED.cte("marked"),
         SETTLE_ITEM.cte("settled"),
-        insert(LedgerEntry).from_select((*REWARD_COLUMNS, "kind"), reward).cte("rewarded"),
+        insert_from_select(LedgerEntry, reward_values(credited.c.id), credited).cte("rewarded"),
     )
 
 
 def lease_and_assign_statement(lease: Update) -> Select[Any]:
     """The lease statement and INSERT_ASSIGNMENT of the item it took, as one statement."""
     leased = lease.cte("leased")
-    columns = Assignment.__table__.c
-    assignment = select(
-        bindparam("token", type_=columns.token.type),
-        bindparam("worker", type_=columns.worker_id.type),
-        leased.c.id,
-        bindparam("taskset", type_=columns.taskset_id.type),
-        literal(AssignmentState.LEASED, type_=columns.state.type),
-        bindparam("now", type_=columns.served_at.type),
-        bindparam("expires", type_=columns.expires_at.type),
-    )
-    names = ("token", "worker_id", "item_id", "taskset_id", "state", "served_at", "expires_at")
-    return select(*leased.c).add_cte(
-        insert(Assignment).from_select(names, assignment).cte("assigned")
-    )
+    assigned = insert_from_select(Assignment, assignment_values(leased.c.id), leased)
+    return select(*leased.c).add_cte(assigned.cte("assigned"))
 
 
 CHANGE_STATUS = (
@@ -573,10 +585,11 @@ class Labeling:
         lease_regular = lease_regular_statement(self.next_item_query)
         # Writes that need not wait for each other's results: one statement each on SQLite,
         # merged into one statement on PostgreSQL (see answer_writes_statement).
-        merge = not self._sqlite
-        self._lease_regular = lease_and_assign_statement(lease_regular) if merge else lease_regular
-        self._lease_regular_assigns = merge
-        self._answer_writes = answer_writes_statement() if merge else None
+        self._merge_writes = not self._sqlite
+        self._lease_regular = (
+            lease_and_assign_statement(lease_regular) if self._merge_writes else lease_regular
+        )
+        self._answer_writes = answer_writes_statement()
         self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
         self._claim = claim_query(lock=lock)
 
@@ -666,7 +679,7 @@ class Labeling:
                 # between pick and update; only then is a retry worth it.
                 if row is not None or self._sqlite:
                     break
-            assigned = self._lease_regular_assigns
+            assigned = self._merge_writes
         if row is None:
             return NoItem(NoItemReason.ALL_DONE, view)
         if not assigned:
@@ -807,7 +820,7 @@ class Labeling:
     async def _write_answer(self, tx: Transaction, params: dict[str, Any]) -> tuple[int, Any]:
         """Store the answer, close its lease, settle the item, credit the reward and count it
         in the worker's standing; returns the answer id and the standing row."""
-        if self._answer_writes is not None:
+        if self._merge_writes:
             row = await tx.one(self._answer_writes, params)
             return row.answer_id, row[1:]
         answer_id: int = await tx.value(INSERT_ANSWER, params)
