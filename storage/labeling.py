@@ -388,6 +388,11 @@ MARK_ANSWERED = (
     .where(Assignment.id == bindparam("assignment_id"))
     .values(state=AssignmentState.ANSWERED, message_id=bindparam("message_id"))
 )
+REFUSE_LATE_ANSWER = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("assignment_id"))
+    .values(state=AssignmentState.REFUSED)
+)
 TAKE_SLOT = (
     update(Item).where(Item.id == bindparam("item"), Item.open.is_(True)).values(open_slot_values())
 )
@@ -751,13 +756,17 @@ class Labeling:
             )
         if isinstance(choice, int) and not 0 <= choice < len(view.labels):
             return Rejected(Rejection.FORGED)
+        if claim.state == AssignmentState.REFUSED:
+            return Rejected(Rejection.EXPIRED)
         # The sweep gave an expired lease's slot back; take the late answer only if a slot is
-        # still free.
+        # still free. If not, the worker is told so, and that is final: a repeat of the same
+        # tap must not be stored later, when the item happens to ask for another answer.
         if (
             claim.state == AssignmentState.EXPIRED
             and not claim.is_gold
             and not await tx.run(TAKE_SLOT, {"item": claim.item_id})
         ):
+            await tx.run(REFUSE_LATE_ANSWER, {"assignment_id": claim.id})
             return Rejected(Rejection.EXPIRED)
 
         if isinstance(choice, int):

@@ -75,7 +75,8 @@ class MembershipStatus(enum.StrEnum):
 class AssignmentState(enum.StrEnum):
     LEASED = "leased"
     ANSWERED = "answered"
-    EXPIRED = "expired"
+    EXPIRED = "expired"  # the slot went back to the pool; a late answer may still take one
+    REFUSED = "refused"  # a late answer came when no slot was free: closed for good
 
 
 class AnswerKind(enum.StrEnum):

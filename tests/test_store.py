@@ -157,6 +157,25 @@ async def test_late_answer_is_kept_while_the_item_still_needs_one(
     assert tuple(row) == (1, 0)
 
 
+async def test_a_refused_late_answer_stays_refused(store: LabelStore, clock: Clock) -> None:
+    """Told "timed out", the worker's tap is final: the same tap delivered again is not stored
+    later, when the item happens to have a free slot (found by the property test)."""
+    await store.load_taskset(make_spec(items=1, overlap=1))
+    await join(store, 1)
+    await join(store, 2)
+    abandoned = await serve(store, 1)
+    clock.advance(minutes=11)
+    await store.expire_leases()
+    taken = await serve(store, 2)
+    assert await store.record_answer(abandoned.token, 1, 0) == Rejected(Rejection.EXPIRED)
+    # Worker 2 skips: the skip does not count, so the item asks for an answer again.
+    assert isinstance(await store.record_answer(taken.token, 2, "skip"), Recorded)
+    assert await store.record_answer(abandoned.token, 1, 0) == Rejected(Rejection.EXPIRED)
+    assert await count(store, select(func.count()).select_from(Answer)) == 1  # the skip
+    await join(store, 3)
+    assert isinstance(await serve(store, 3), ServedItem)  # the item is still open to others
+
+
 async def test_blocked_worker_frees_the_lease(store: LabelStore) -> None:
     await store.load_taskset(make_spec(items=1, overlap=1))
     await join(store, 1)
