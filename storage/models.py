@@ -48,7 +48,8 @@ class Base(DeclarativeBase):
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
-    # Stored as plain strings with a CHECK, identical on SQLite and PostgreSQL.
+    # Stored as plain strings (VARCHAR 16, no CHECK), identical on SQLite and PostgreSQL: a new
+    # value needs no migration.
     return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
 
 
