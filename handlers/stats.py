@@ -7,8 +7,7 @@ from telegram.ext import Application, CommandHandler, filters
 
 from handlers import texts
 from handlers.services import Context
-from storage.results import NoItem, NoItemReason, TaskSetView
-from storage.store import WorkerScore
+from storage.results import NoItem, NoItemReason, TaskSetView, WorkerScore
 
 COMMANDS = [
     ("me", "My answers, accuracy and earnings"),

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
-from storage.results import GoldFeedback, NoItem, NoItemReason, Rejection, TaskSetView
-from storage.store import Earnings, WorkerScore
+from storage.results import (
+    Earnings,
+    GoldFeedback,
+    NoItem,
+    NoItemReason,
+    Rejection,
+    TaskSetView,
+    WorkerScore,
+)
 from tasksets.money import format_money
 
 SKIP_BUTTON = "Skip"

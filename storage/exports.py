@@ -9,7 +9,8 @@ import numpy as np
 
 from storage.labeling import as_utc
 from storage.models import AnswerKind, MembershipStatus
-from storage.store import LabelStore, StoredAnswer, StoredItem
+from storage.results import StoredAnswer, StoredItem
+from storage.store import LabelStore
 from tasksets.aggregation import Answers, Method, aggregate
 from tasksets.agreement import krippendorff_alpha, worker_agreement
 from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, write_csv, write_jsonl

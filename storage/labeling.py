@@ -1,9 +1,9 @@
 """The labeling hot path: hand out items as leases and record answers, each atomically.
 
-Everything here runs on the database driver (``storage/driver.py``) with Core statements built
-once at start-up: no ORM unit of work, no per-tap compilation, and as few round trips as the
-invariants allow. A tap is one transaction that checks the lease token, stores the answer, frees
-the lease, credits the ledger, updates the worker's standing and leases the next item.
+Everything here runs on the database driver (``storage/driver.py``) with the Core statements of
+``storage/statements/``: no ORM unit of work, no per-tap compilation, and as few round trips as
+the invariants allow. A tap is one transaction that checks the lease token, stores the answer,
+frees the lease, credits the ledger, updates the worker's standing and leases the next item.
 """
 
 from __future__ import annotations
@@ -12,50 +12,26 @@ import random
 import secrets
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import (
-    Boolean,
-    Insert,
-    Integer,
-    Select,
-    Update,
-    and_,
-    bindparam,
-    case,
-    exists,
-    func,
-    insert,
-    literal,
-    select,
-    update,
-)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
+from storage.catalog import Policy, TaskSetCatalog
 from storage.driver import Transaction, open_driver
 from storage.engine import is_sqlite
 from storage.models import (
-    Answer,
     AnswerKind,
-    Assignment,
     AssignmentState,
-    Base,
-    Item,
-    LedgerEntry,
-    Membership,
     MembershipStatus,
-    TaskSet,
     TaskSetStatus,
-    Worker,
     WorkerStatus,
 )
 from storage.results import (
     AnswerOutcome,
     GoldFeedback,
-    LabelOption,
     NextItem,
     NoItem,
     NoItemReason,
@@ -66,250 +42,54 @@ from storage.results import (
     StatusChange,
     TaskSetView,
 )
-from tasksets.quality import (
-    QualityRules,
-    WorkerRecord,
-    item_posterior,
-    smoothed_accuracy,
-    suspension_reason,
+from storage.statements.answers import (
+    INSERT_ANSWER,
+    INSERT_REWARD,
+    MARK_ANSWERED,
+    REFUSE_LATE_ANSWER,
+    SETTLE_ITEM,
+    STANDING_AFTER_ANSWER,
+    answer_writes_statement,
+    claim_query,
 )
+from storage.statements.leases import (
+    EXPIRE_DUE,
+    EXPIRE_WORKER,
+    EXPIRE_WORKER_IN_SET,
+    FREE_SLOTS,
+    INSERT_ASSIGNMENT,
+    LIVE_LEASE,
+    TAKE_SLOT,
+    WORKER_INACTIVE,
+    WORKER_STATE,
+    lease_and_assign_statement,
+    lease_regular_statement,
+    pick_gold_query,
+    pick_regular_query,
+)
+from storage.statements.quality import (
+    CHANGE_STATUS,
+    CROWD_COUNTS,
+    ITEM_VOTES,
+    RECENT_ANSWERS,
+    REPLACE_ANSWERS_OF,
+    SET_CONFIDENCE,
+    SET_CONFIDENCE_AND_GROW,
+)
+from storage.statements.shapes import Standing, read_row
+from tasksets.qualification import qualification_verdict
+from tasksets.quality import WorkerRecord, item_posterior, smoothed_accuracy, suspension_reason
 
 Choice = int | Literal["skip", "unsure"]
 SKIPPED_TEXT = {AnswerKind.SKIP: "Skipped", AnswerKind.UNSURE: "Not sure"}
 # How often (in a worker's answers) the rules that read recent history run.
 RULE_CHECK_EVERY = 5
-CROWD_SAMPLE = 1000
 LEASE_ATTEMPTS = 3
 
 
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """How a task set hands out work and judges workers; fixed once the set is loaded."""
-
-    gold_ratio: float
-    last_gold_position: int | None  # None when the set has no gold items
-    qualification_items: int  # 0 when there is no qualification
-    qualification_accuracy: float
-    overlap_max: int
-    overlap_confidence: float | None  # set for dynamic overlap
-    reward_minor: int
-    currency: str
-    rules: QualityRules
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """A worker's membership row as the hot path reads it."""
-
-    status: MembershipStatus
-    reason: str | None
-    answers: int
-    gold_answers: int
-    gold_correct: int
-
-
-class TaskSetCatalog:
-    """Rendering data and policy of each task set, cached per process (they never change after
-    loading), and loaded inside the caller's transaction so no second connection is ever
-    needed in the middle of one (with SQLite's write lock held, it would wait for the first)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[TaskSetView, Policy]] = {}
-
-    def cached(self, taskset_id: int) -> tuple[TaskSetView, Policy] | None:
-        return self._entries.get(taskset_id)
-
-    async def get(self, tx: Transaction, taskset_id: int) -> tuple[TaskSetView, Policy]:
-        entry = self._entries.get(taskset_id)
-        if entry is None:
-            row = await tx.first(TASKSET, {"taskset": taskset_id})
-            if row is None:
-                raise LookupError(f"no task set with id {taskset_id}")
-            last_gold = await tx.value(LAST_GOLD_POSITION, {"taskset": taskset_id})
-            qualification = row.qualification or {}
-            view = TaskSetView(
-                id=row.id,
-                name=row.name,
-                title=row.title,
-                instructions=row.instructions,
-                question=row.question,
-                labels=tuple(LabelOption(lab["value"], lab["text"]) for lab in row.labels),
-                reward_minor=row.reward_minor,
-                currency=row.currency,
-            )
-            policy = Policy(
-                gold_ratio=row.gold_ratio,
-                last_gold_position=last_gold,
-                qualification_items=int(qualification.get("items", 0)),
-                qualification_accuracy=float(qualification.get("min_accuracy", 0.0)),
-                overlap_max=row.overlap_max,
-                overlap_confidence=row.overlap_confidence,
-                reward_minor=row.reward_minor,
-                currency=row.currency,
-                rules=QualityRules.model_validate(row.quality),
-            )
-            entry = self._entries[taskset_id] = (view, policy)
-        return entry
-
-
-# ---------------------------------------------------------------- statements (built once)
-
-ITEM_CONTENT = (Item.id, Item.text, Item.media_kind, Item.media_ref)
-TASKSET = select(TaskSet.__table__).where(TaskSet.id == bindparam("taskset"))
-LAST_GOLD_POSITION = select(func.max(Item.position)).where(
-    Item.taskset_id == bindparam("taskset"), Item.is_gold.is_(True)
-)
-
-
-def not_given_to_worker() -> Any:
-    return ~exists().where(
-        Assignment.worker_id == bindparam("worker"), Assignment.item_id == Item.id
-    )
-
-
-def open_slot_values() -> dict[str, Any]:
-    """Take one lease slot; ``open`` follows the counters in the same statement."""
-    return {
-        "in_flight": Item.in_flight + 1,
-        "open": Item.answer_count + Item.in_flight + 1 < Item.needed,
-    }
-
-
-def pick_regular_query(*, lock: bool) -> Any:
-    """The next open item for a worker: started items first, then file order.
-
-    It walks ``ix_items_pick`` in order and stops at the first item the worker has not been
-    given, so its cost depends on the worker's history, not on the size of the set.
-    """
-    query = (
-        select(Item.id)
-        .where(
-            Item.taskset_id == bindparam("taskset"),
-            Item.is_gold.is_(False),
-            Item.open.is_(True),
-            not_given_to_worker(),
-        )
-        .order_by(Item.answer_count.desc(), Item.position)
-        .limit(1)
-    )
-    # Two processes never take the same row: the second skips it and takes the next one.
-    return query.with_for_update(skip_locked=True) if lock else query
-
-
-def lease_regular_statement(pick: Any) -> Update:
-    """Pick and take a slot in one round trip; no row means nothing left (or a lost race)."""
-    return (
-        update(Item)
-        .where(Item.id == pick.scalar_subquery(), Item.open.is_(True))
-        .values(open_slot_values())
-        .returning(*ITEM_CONTENT)
-    )
-
-
-def pick_gold_query(*, after: bool) -> Any:
-    """An unseen gold item from a random starting position (wrapping around once)."""
-    start = bindparam("start", type_=Item.position.type)
-    return (
-        select(*ITEM_CONTENT)
-        .where(
-            Item.taskset_id == bindparam("taskset"),
-            Item.is_gold.is_(True),
-            Item.position >= start if after else Item.position < start,
-            not_given_to_worker(),
-        )
-        .order_by(Item.position)
-        .limit(1)
-    )
-
-
-WORKER_STATE = (
-    select(
-        Worker.current_taskset_id,
-        Worker.status.label("worker_status"),
-        Membership.status,
-        Membership.status_reason,
-        Membership.answers,
-        Membership.gold_answers,
-        Membership.gold_correct,
-        TaskSet.status.label("taskset_status"),
-    )
-    .select_from(Worker)
-    .outerjoin(
-        Membership,
-        and_(
-            Membership.worker_id == Worker.id,
-            Membership.taskset_id == Worker.current_taskset_id,
-        ),
-    )
-    .outerjoin(TaskSet, TaskSet.id == Worker.current_taskset_id)
-    .where(Worker.id == bindparam("worker"))
-)
-
-LIVE_LEASE = (
-    select(Assignment.token, Item.text, Item.media_kind, Item.media_ref)
-    .join(Item, Item.id == Assignment.item_id)
-    .where(
-        Assignment.worker_id == bindparam("worker"),
-        Assignment.taskset_id == bindparam("taskset"),
-        Assignment.state == AssignmentState.LEASED,
-        Assignment.expires_at > bindparam("now"),
-    )
-    .limit(1)
-)
-
-
-def claim_query(*, lock: bool) -> Any:
-    query = (
-        select(
-            Assignment.id,
-            Assignment.worker_id,
-            Assignment.item_id,
-            Assignment.taskset_id,
-            Assignment.state,
-            Assignment.served_at,
-            Item.is_gold,
-            Item.gold_label,
-            Item.explanation,
-            TaskSet.status.label("taskset_status"),
-            Answer.kind.label("answer_kind"),
-            Answer.label.label("answer_label"),
-            Answer.created_at.label("answered_at"),
-        )
-        .join(Item, Item.id == Assignment.item_id)
-        .join(TaskSet, TaskSet.id == Assignment.taskset_id)
-        .outerjoin(Answer, Answer.assignment_id == Assignment.id)
-        .where(Assignment.token == bindparam("token"))
-    )
-    # The row lock serialises two taps on one button across processes (SQLite: BEGIN IMMEDIATE).
-    return query.with_for_update(of=Assignment) if lock else query
-
-
-STANDING_AFTER_ANSWER = (
-    update(Membership)
-    .where(
-        Membership.worker_id == bindparam("worker_id"),
-        Membership.taskset_id == bindparam("taskset_id"),
-    )
-    .values(
-        answers=Membership.answers + 1,
-        gold_answers=Membership.gold_answers
-        + bindparam("gold", type_=Membership.gold_answers.type),
-        gold_correct=Membership.gold_correct
-        + bindparam("correct", type_=Membership.gold_correct.type),
-    )
-    .returning(
-        Membership.status,
-        Membership.status_reason,
-        Membership.answers,
-        Membership.gold_answers,
-        Membership.gold_correct,
-    )
-)
 
 
 def chosen_text(view: TaskSetView, kind: AnswerKind, label: str | None) -> str:
@@ -319,251 +99,22 @@ def chosen_text(view: TaskSetView, kind: AnswerKind, label: str | None) -> str:
     return next((lab.text for lab in view.labels if lab.value == label), label or "")
 
 
-# Statements of the answer path, built once (building one costs more than running it on SQLite).
-
-
-def insert_values(model: type[Base], *columns: str) -> Insert:
-    """``INSERT`` of the given columns, each bound to the parameter of its name."""
-    return insert(model).values({column: bindparam(column) for column in columns})
-
-
-INSERT_ANSWER = insert_values(
-    Answer,
-    "assignment_id",
-    "worker_id",
-    "item_id",
-    "taskset_id",
-    "kind",
-    "label",
-    "seconds",
-    "created_at",
-).returning(Answer.id)
-
-
-def typed_bind(name: str, column: Any) -> Any:
-    """A parameter typed like ``column``: statements that insert from a SELECT need the types
-    that ``INSERT ... VALUES`` takes from its columns."""
-    return bindparam(name, type_=column.type)
-
-
-def assignment_values(item_id: Any) -> dict[str, Any]:
-    """A new lease's columns, bound to the parameters of the lease statements."""
-    return {
-        "token": typed_bind("token", Assignment.token),
-        "worker_id": typed_bind("worker", Assignment.worker_id),
-        "item_id": item_id,
-        "taskset_id": typed_bind("taskset", Assignment.taskset_id),
-        "state": literal(AssignmentState.LEASED, type_=Assignment.state.type),
-        "served_at": typed_bind("now", Assignment.served_at),
-        "expires_at": typed_bind("expires", Assignment.expires_at),
-    }
-
-
-def reward_values(answer_id: Any) -> dict[str, Any]:
-    """A reward's ledger columns, bound to the parameters of the answer's writes."""
-    return {
-        "worker_id": typed_bind("worker_id", LedgerEntry.worker_id),
-        "taskset_id": typed_bind("taskset_id", LedgerEntry.taskset_id),
-        "answer_id": answer_id,
-        "kind": literal("reward", type_=LedgerEntry.kind.type),
-        "amount_minor": typed_bind("amount_minor", LedgerEntry.amount_minor),
-        "currency": typed_bind("currency", LedgerEntry.currency),
-        "created_at": typed_bind("created_at", LedgerEntry.created_at),
-    }
-
-
-def insert_from_select(model: type[Base], values: dict[str, Any], source: Any) -> Insert:
-    """``INSERT INTO model (...) SELECT <values> FROM source``: one row per row of ``source``."""
-    return insert(model).from_select(list(values), select(*values.values()).select_from(source))
-
-
-INSERT_ASSIGNMENT = insert(Assignment).values(
-    assignment_values(typed_bind("item", Assignment.item_id))
-)
-INSERT_REWARD = insert(LedgerEntry).values(
-    reward_values(typed_bind("answer_id", LedgerEntry.answer_id))
-)
-MARK_ANSWERED = (
-    update(Assignment)
-    .where(Assignment.id == bindparam("assignment_id"))
-    .values(state=AssignmentState.ANSWERED, message_id=bindparam("message_id"))
-)
-REFUSE_LATE_ANSWER = (
-    update(Assignment)
-    .where(Assignment.id == bindparam("assignment_id"))
-    .values(state=AssignmentState.REFUSED)
-)
-TAKE_SLOT = (
-    update(Item).where(Item.id == bindparam("item"), Item.open.is_(True)).values(open_slot_values())
-)
-
-
-def settle_item_statement() -> Update:
-    """Count an answer (``added`` is 0 for a skip) and give its lease slot back; gold items
-    have no slots, so only their count changes."""
-    added = bindparam("added", type_=Integer)
-    return (
-        update(Item)
-        .where(Item.id == bindparam("item_id"))
-        .values(
-            answer_count=Item.answer_count + added,
-            in_flight=Item.in_flight - case((Item.is_gold, 0), else_=1),
-            open=case(
-                (Item.is_gold, Item.open),
-                else_=Item.answer_count + added + Item.in_flight - 1 < Item.needed,
-            ),
-        )
-    )
-
-
-def free_slots_statement() -> Update:
-    """Give back the ``freed`` lease slots of expired leases of an item."""
-    freed = bindparam("freed", type_=Integer)
-    return (
-        update(Item)
-        .where(Item.id == bindparam("item"), Item.is_gold.is_(False))
-        .values(
-            in_flight=Item.in_flight - freed,
-            open=Item.answer_count + Item.in_flight - freed < Item.needed,
-        )
-    )
-
-
-SETTLE_ITEM = settle_item_statement()
-FREE_SLOTS = free_slots_statement()
-
-
-# PostgreSQL runs the writes that follow one another without reading each other's results as
-# one statement, with data-modifying CTEs: one round trip instead of several. SQLite has no such
-# CTEs, and in-process it pays no round trip per statement anyway, so it runs them one by one.
-
-
-def answer_writes_statement() -> Select[Any]:
-    """INSERT_ANSWER, MARK_ANSWERED, SETTLE_ITEM, INSERT_REWARD (when ``credit``) and
-    STANDING_AFTER_ANSWER as one statement; returns the answer id and the standing."""
-    answer = INSERT_ANSWER.cte("answer")
-    credited = select(answer).where(bindparam("credit", type_=Boolean)).subquery()
-    standing = STANDING_AFTER_ANSWER.cte("standing")
-    return select(answer.c.id.label("answer_id"), *standing.c).add_cte(
-        MARK_ANSWERED.cte("marked"),
-        SETTLE_ITEM.cte("settled"),
-        insert_from_select(LedgerEntry, reward_values(credited.c.id), credited).cte("rewarded"),
-    )
-
-
-def lease_and_assign_statement(lease: Update) -> Select[Any]:
-    """The lease statement and INSERT_ASSIGNMENT of the item it took, as one statement."""
-    leased = lease.cte("leased")
-    assigned = insert_from_select(Assignment, assignment_values(leased.c.id), leased)
-    return select(*leased.c).add_cte(assigned.cte("assigned"))
-
-
-CHANGE_STATUS = (
-    update(Membership)
-    .where(
-        Membership.worker_id == bindparam("worker"), Membership.taskset_id == bindparam("taskset")
-    )
-    .values(
-        status=bindparam("new_status", type_=Membership.status.type),
-        status_reason=bindparam("reason", type_=Membership.status_reason.type),
-    )
-)
-ITEM_VOTES = (
-    select(Answer.label, Membership.gold_correct, Membership.gold_answers)
-    .join(
-        Membership,
-        and_(Membership.worker_id == Answer.worker_id, Membership.taskset_id == Answer.taskset_id),
-    )
-    .where(Answer.item_id == bindparam("item"), Answer.kind == AnswerKind.LABEL)
-)
-
-
-def set_confidence_statement(*, grow: bool) -> Update:
-    """Store an item's confidence; with ``grow``, a contested item that reached its quota asks
-    for one more answer, up to the set's maximum."""
-    values: dict[str, Any] = {"confidence": bindparam("confidence", type_=Item.confidence.type)}
-    if grow:
-        needed = case(
-            (
-                and_(
-                    Item.answer_count >= Item.needed, Item.needed < bindparam("max", type_=Integer)
-                ),
-                Item.needed + 1,
-            ),
-            else_=Item.needed,
-        )
-        values.update(needed=needed, open=Item.answer_count + Item.in_flight < needed)
-    return update(Item).where(Item.id == bindparam("item")).values(values)
-
-
-SET_CONFIDENCE = set_confidence_statement(grow=False)
-SET_CONFIDENCE_AND_GROW = set_confidence_statement(grow=True)
-RECENT_ANSWERS = (
-    select(Answer.seconds, Answer.label)
-    .where(Answer.taskset_id == bindparam("taskset"), Answer.worker_id == bindparam("worker"))
-    .order_by(Answer.id.desc())
-    .limit(bindparam("window", type_=Integer))
-)
-_crowd_sample = (
-    select(Answer.label)
-    .where(Answer.taskset_id == bindparam("taskset"), Answer.label.is_not(None))
-    .order_by(Answer.id.desc())
-    .limit(CROWD_SAMPLE)
-    .subquery()
-)
-CROWD_COUNTS = select(_crowd_sample.c.label, func.count()).group_by(_crowd_sample.c.label)
-# A suspended worker's answers no longer count, so each item they labeled asks for one more.
-REPLACE_ANSWERS_OF = (
-    update(Item)
-    .where(
-        Item.id.in_(
-            select(Answer.item_id).where(
-                Answer.worker_id == bindparam("worker"),
-                Answer.taskset_id == bindparam("taskset"),
-                Answer.kind == AnswerKind.LABEL,
-            )
-        ),
-        Item.is_gold.is_(False),
-    )
-    .values(needed=Item.needed + 1, open=Item.answer_count + Item.in_flight < Item.needed + 1)
-)
-WORKER_INACTIVE = (
-    update(Worker).where(Worker.id == bindparam("worker")).values(status=WorkerStatus.INACTIVE)
-)
-
-
-def expire_statement(condition: Any) -> Any:
-    return (
-        update(Assignment)
-        .where(Assignment.state == AssignmentState.LEASED, condition)
-        .values(state=AssignmentState.EXPIRED)
-        .returning(Assignment.item_id)
-    )
-
-
-EXPIRE_DUE = expire_statement(Assignment.expires_at <= bindparam("now"))
-EXPIRE_WORKER = expire_statement(Assignment.worker_id == bindparam("worker"))
-EXPIRE_WORKER_IN_SET = expire_statement(
-    and_(Assignment.worker_id == bindparam("worker"), Assignment.taskset_id == bindparam("taskset"))
-)
-
-
-def judge_qualification(standing: Standing, policy: Policy, *, force: bool) -> StatusChange | None:
-    """Pass or fail a qualifying worker once they answered enough training items."""
-    if standing.status != MembershipStatus.QUALIFYING:
+def judge_qualification(
+    standing: Standing, policy: Policy, *, out_of_items: bool
+) -> StatusChange | None:
+    """The status a qualifying worker moves to, by the set's qualification rule."""
+    if standing.status != MembershipStatus.QUALIFYING or policy.qualification is None:
         return None
-    if standing.gold_answers < policy.qualification_items and not force:
-        return None
-    accuracy = standing.gold_correct / standing.gold_answers if standing.gold_answers else 1.0
-    if accuracy >= policy.qualification_accuracy:
-        return StatusChange(
-            MembershipStatus.ACTIVE, f"passed the qualification with {accuracy:.0%}"
-        )
-    return StatusChange(
-        MembershipStatus.FAILED,
-        f"{standing.gold_correct} of {standing.gold_answers} training questions right, "
-        f"{policy.qualification_accuracy:.0%} needed",
+    verdict = qualification_verdict(
+        policy.qualification,
+        standing.gold_answers,
+        standing.gold_correct,
+        out_of_items=out_of_items,
     )
+    if verdict is None:
+        return None
+    status = MembershipStatus.ACTIVE if verdict.passed else MembershipStatus.FAILED
+    return StatusChange(status, verdict.reason)
 
 
 class Labeling:
@@ -619,13 +170,7 @@ class Labeling:
         view, policy = await self.catalog.get(tx, state.current_taskset_id)
         if state.worker_status == WorkerStatus.BANNED:
             return NoItem(NoItemReason.BLOCKED, view)
-        standing = Standing(
-            MembershipStatus(state.status),
-            state.status_reason,
-            state.answers,
-            state.gold_answers,
-            state.gold_correct,
-        )
+        standing = read_row(Standing, state)
         params = {"worker": worker_id, "taskset": view.id, "now": now}
         live = await tx.first(LIVE_LEASE, params)
         if live is not None:
@@ -652,9 +197,9 @@ class Labeling:
         now: datetime,
     ) -> NextItem:
         if standing.status == MembershipStatus.SUSPENDED:
-            return NoItem(NoItemReason.SUSPENDED, view, standing.reason)
+            return NoItem(NoItemReason.SUSPENDED, view, standing.status_reason)
         if standing.status == MembershipStatus.FAILED:
-            return NoItem(NoItemReason.FAILED_QUALIFICATION, view, standing.reason)
+            return NoItem(NoItemReason.FAILED_QUALIFICATION, view, standing.status_reason)
         if taskset_status != TaskSetStatus.ACTIVE:
             return NoItem(NoItemReason.NOT_ACTIVE, view)
         token = secrets.token_urlsafe(12)
@@ -670,7 +215,7 @@ class Labeling:
             row = await self._lease_gold(tx, policy, params)
             if row is None:
                 # Fewer gold items than the qualification asks for: judge on what was seen.
-                change = judge_qualification(standing, policy, force=True)
+                change = judge_qualification(standing, policy, out_of_items=True)
                 assert change is not None
                 await self._change_status(tx, worker_id, view.id, change)
                 if change.status == MembershipStatus.FAILED:
@@ -777,7 +322,7 @@ class Labeling:
         counted = label is not None
         graded = claim.is_gold and counted
         correct = graded and label == claim.gold_label
-        answer_id, row = await self._write_answer(
+        answer_id, standing = await self._write_answer(
             tx,
             {
                 "assignment_id": claim.id,
@@ -799,7 +344,6 @@ class Labeling:
         )
         if counted and not claim.is_gold and policy.overlap_confidence is not None:
             await self._update_confidence(tx, claim.item_id, view, policy)
-        standing = Standing(MembershipStatus(row[0]), *row[1:])
         gold = None
         if graded:
             gold = GoldFeedback(
@@ -809,7 +353,7 @@ class Labeling:
                 answer_id=answer_id,
                 training=standing.status == MembershipStatus.QUALIFYING,
             )
-        change = judge_qualification(standing, policy, force=False)
+        change = judge_qualification(standing, policy, out_of_items=False)
         if (
             change is None
             and standing.status == MembershipStatus.ACTIVE
@@ -820,24 +364,24 @@ class Labeling:
             await self._change_status(tx, worker_id, view.id, change)
             if change.status == MembershipStatus.SUSPENDED:
                 await tx.run(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": view.id})
-            standing = Standing(change.status, change.reason, *row[2:])
+            standing = replace(standing, status=change.status, status_reason=change.reason)
         following = await self._lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
         )
         return Recorded(chosen, gold, change, following)
 
-    async def _write_answer(self, tx: Transaction, params: dict[str, Any]) -> tuple[int, Any]:
+    async def _write_answer(self, tx: Transaction, params: dict[str, Any]) -> tuple[int, Standing]:
         """Store the answer, close its lease, settle the item, credit the reward and count it
-        in the worker's standing; returns the answer id and the standing row."""
+        in the worker's standing; returns the answer id and the new standing."""
         if self._merge_writes:
             row = await tx.one(self._answer_writes, params)
-            return row.answer_id, row[1:]
+            return row.answer_id, read_row(Standing, row)
         answer_id: int = await tx.value(INSERT_ANSWER, params)
         await tx.run(MARK_ANSWERED, params)
         await tx.run(SETTLE_ITEM, params)
         if params["credit"]:
             await tx.run(INSERT_REWARD, {**params, "answer_id": answer_id})
-        return answer_id, await tx.one(STANDING_AFTER_ANSWER, params)
+        return answer_id, read_row(Standing, await tx.one(STANDING_AFTER_ANSWER, params))
 
     async def _update_confidence(
         self, tx: Transaction, item_id: int, view: TaskSetView, policy: Policy
@@ -848,7 +392,11 @@ class Labeling:
         index = {lab.value: k for k, lab in enumerate(view.labels)}
         votes = await tx.rows(ITEM_VOTES, {"item": item_id})
         _best, confidence = item_posterior(
-            [(index[lab], smoothed_accuracy(c, n)) for lab, c, n in votes if lab in index],
+            [
+                (index[vote.label], smoothed_accuracy(vote.gold_correct, vote.gold_answers))
+                for vote in votes
+                if vote.label in index
+            ],
             len(view.labels),
         )
         contested = confidence < policy.overlap_confidence
@@ -871,13 +419,12 @@ class Labeling:
             RECENT_ANSWERS, {"taskset": taskset_id, "worker": worker_id, "window": window}
         )
         counts = await tx.rows(CROWD_COUNTS, {"taskset": taskset_id})
-        crowd = {label: count for label, count in counts}
         record = WorkerRecord(
             gold_answers=standing.gold_answers,
             gold_correct=standing.gold_correct,
-            recent_seconds=[seconds for seconds, _ in recent],
-            recent_labels=[label for _, label in recent if label is not None],
-            crowd_counts=crowd,
+            recent_seconds=[answer.seconds for answer in recent],
+            recent_labels=[answer.label for answer in recent if answer.label is not None],
+            crowd_counts={row.label: row.answers for row in counts},
         )
         reason = suspension_reason(record, rules)
         return StatusChange(MembershipStatus.SUSPENDED, reason) if reason else None
@@ -902,7 +449,7 @@ class Labeling:
 
     async def expire(self, tx: Transaction, statement: Any, params: dict[str, Any]) -> int:
         """Expire the leases ``statement`` selects and give their slots back."""
-        freed = Counter(item_id for (item_id,) in await tx.rows(statement, params))
+        freed = Counter(lease.item_id for lease in await tx.rows(statement, params))
         for item_id, slots in freed.items():
             await tx.run(FREE_SLOTS, {"item": item_id, "freed": slots})
         return sum(freed.values())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from storage.models import MembershipStatus
+from storage.models import AnswerKind, MembershipStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +102,67 @@ class Rejected:
 
 
 AnswerOutcome = Recorded | Rejected
+
+
+# ------------------------------------------------ reads for exports, scores and earnings
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSetProgress:
+    taskset_id: int
+    name: str
+    title: str
+    status: str
+    items: int
+    items_done: int
+    gold_items: int
+    answers: int
+    gold_answers: int
+    gold_correct: int
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return self.gold_correct / self.gold_answers if self.gold_answers else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    item_id: str
+    worker_id: int
+    kind: AnswerKind
+    label: str | None
+    seconds: float
+    created_at: datetime
+    membership: MembershipStatus
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerScore:
+    worker_id: int
+    name: str
+    status: MembershipStatus
+    reason: str | None
+    answers: int
+    gold_answers: int
+    gold_correct: int
+    gold_accuracy: float  # smoothed with the Beta prior
+    median_seconds: float | None
+    labels: dict[str, int]
+    earned_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Earnings:
+    """Sums of the append-only ledger for one currency, in integer minor units."""
+
+    currency: str
+    earned_minor: int
+    paid_minor: int
+    balance_minor: int  # earned minus paid out: what is still to be paid
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    item_id: str
+    text: str | None
+    gold: str | None

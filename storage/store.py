@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from statistics import median
+from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import BigInteger, and_, cast, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.engine import session_factory
@@ -27,12 +27,22 @@ from storage.models import (
     Worker,
     WorkerStatus,
 )
-from storage.results import AnswerOutcome, NextItem, TaskSetView
+from storage.results import (
+    AnswerOutcome,
+    Earnings,
+    NextItem,
+    StoredAnswer,
+    StoredItem,
+    TaskSetProgress,
+    TaskSetView,
+    WorkerScore,
+)
+from storage.statements.shapes import read_row
 from tasksets.quality import smoothed_accuracy
 from tasksets.spec import TaskSetSpec
 
 DEFAULT_LEASE = timedelta(minutes=10)
-# Each query counts rows that break one invariant of DESIGN.md (the counters kept by the hot path
+# Each query counts rows that break one bookkeeping invariant (the counters kept by the hot path
 # must equal what the rows say); used by tests and the load benchmark.
 CONSISTENCY_CHECKS = {
     "items over their overlap": (
@@ -58,73 +68,17 @@ CONSISTENCY_CHECKS = {
 }
 
 
+def sum_minor(total: Any) -> Any:
+    """A sum of minor units as an integer (PostgreSQL sums BIGINT as NUMERIC), 0 for no rows."""
+    return cast(func.coalesce(total, 0), BigInteger)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class TaskSetExists(ValueError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSetProgress:
-    taskset_id: int
-    name: str
-    title: str
-    status: str
-    items: int
-    items_done: int
-    gold_items: int
-    answers: int
-    gold_answers: int
-    gold_correct: int
-
-    @property
-    def gold_accuracy(self) -> float | None:
-        return self.gold_correct / self.gold_answers if self.gold_answers else None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAnswer:
-    item_id: str
-    worker_id: int
-    kind: AnswerKind
-    label: str | None
-    seconds: float
-    created_at: datetime
-    membership: MembershipStatus
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerScore:
-    worker_id: int
-    name: str
-    status: MembershipStatus
-    reason: str | None
-    answers: int
-    gold_answers: int
-    gold_correct: int
-    gold_accuracy: float  # smoothed with the Beta prior
-    median_seconds: float | None
-    labels: dict[str, int]
-    earned_minor: int
-
-
-@dataclass(frozen=True, slots=True)
-class Earnings:
-    """Sums of the append-only ledger for one currency, in integer minor units."""
-
-    currency: str
-    earned_minor: int
-    paid_minor: int
-    balance_minor: int  # earned minus paid out: what is still to be paid
-
-
-@dataclass(frozen=True, slots=True)
-class StoredItem:
-    item_id: str
-    text: str | None
-    gold: str | None
 
 
 class LabelStore:
@@ -259,25 +213,22 @@ class LabelStore:
             )
             rows = await session.execute(
                 select(
-                    TaskSet.id,
+                    TaskSet.id.label("taskset_id"),
                     TaskSet.name,
                     TaskSet.title,
                     TaskSet.status,
-                    func.coalesce(item_stats.c["items"], 0),
-                    func.coalesce(item_stats.c.done, 0),
-                    func.coalesce(item_stats.c.gold, 0),
-                    func.coalesce(answer_stats.c.answers, 0),
-                    func.coalesce(answer_stats.c.gold_answers, 0),
-                    func.coalesce(answer_stats.c.gold_correct, 0),
+                    func.coalesce(item_stats.c["items"], 0).label("items"),
+                    func.coalesce(item_stats.c.done, 0).label("items_done"),
+                    func.coalesce(item_stats.c.gold, 0).label("gold_items"),
+                    func.coalesce(answer_stats.c.answers, 0).label("answers"),
+                    func.coalesce(answer_stats.c.gold_answers, 0).label("gold_answers"),
+                    func.coalesce(answer_stats.c.gold_correct, 0).label("gold_correct"),
                 )
                 .outerjoin(item_stats, item_stats.c.taskset_id == TaskSet.id)
                 .outerjoin(answer_stats, answer_stats.c.taskset_id == TaskSet.id)
                 .order_by(TaskSet.id)
             )
-            return [
-                TaskSetProgress(taskset_id, name, title, str(status), *counts)
-                for taskset_id, name, title, status, *counts in rows
-            ]
+            return [read_row(TaskSetProgress, row) for row in rows]
 
     # ------------------------------------------------------------------ workers
 
@@ -434,13 +385,13 @@ class LabelStore:
         async with self.sessions() as session:
             result = await session.execute(
                 select(
-                    Item.external_id,
+                    Item.external_id.label("item_id"),
                     Answer.worker_id,
                     Answer.kind,
                     Answer.label,
                     Answer.seconds,
                     Answer.created_at,
-                    Membership.status,
+                    Membership.status.label("membership"),
                 )
                 .join(Item, Item.id == Answer.item_id)
                 .join(
@@ -453,7 +404,7 @@ class LabelStore:
                 .where(Answer.taskset_id == taskset_id)
                 .order_by(Answer.id)
             )
-            return [StoredAnswer(*row) for row in result]
+            return [read_row(StoredAnswer, row) for row in result]
 
     async def worker_scores(self, taskset_id: int) -> list[WorkerScore]:
         """Per worker in a set: gold score, speed, label mix, standing and earnings."""
@@ -472,17 +423,20 @@ class LabelStore:
                 )
             )
             earned = await session.execute(
-                select(LedgerEntry.worker_id, func.sum(LedgerEntry.amount_minor))
+                select(
+                    LedgerEntry.worker_id,
+                    sum_minor(func.sum(LedgerEntry.amount_minor)).label("total"),
+                )
                 .where(LedgerEntry.taskset_id == taskset_id)
                 .group_by(LedgerEntry.worker_id)
             )
-            earnings = {worker_id: int(total) for worker_id, total in earned}
+            earnings = {row.worker_id: row.total for row in earned}
         seconds: dict[int, list[float]] = {}
         labels: dict[int, Counter[str]] = {}
-        for worker_id, label, taken in answers:
-            seconds.setdefault(worker_id, []).append(taken)
-            if label is not None:
-                labels.setdefault(worker_id, Counter())[label] += 1
+        for answer in answers:
+            seconds.setdefault(answer.worker_id, []).append(answer.seconds)
+            if answer.label is not None:
+                labels.setdefault(answer.worker_id, Counter())[answer.label] += 1
         return [
             WorkerScore(
                 worker_id=member.worker_id,
@@ -521,28 +475,25 @@ class LabelStore:
             rows = await session.execute(
                 select(
                     LedgerEntry.currency,
-                    func.coalesce(
-                        func.sum(LedgerEntry.amount_minor).filter(LedgerEntry.amount_minor > 0), 0
-                    ),
-                    func.coalesce(
-                        func.sum(-LedgerEntry.amount_minor).filter(LedgerEntry.kind == "payout"), 0
-                    ),
-                    func.sum(LedgerEntry.amount_minor),
+                    sum_minor(
+                        func.sum(LedgerEntry.amount_minor).filter(LedgerEntry.amount_minor > 0)
+                    ).label("earned_minor"),
+                    sum_minor(
+                        func.sum(-LedgerEntry.amount_minor).filter(LedgerEntry.kind == "payout")
+                    ).label("paid_minor"),
+                    sum_minor(func.sum(LedgerEntry.amount_minor)).label("balance_minor"),
                 )
                 .where(LedgerEntry.worker_id == worker_id)
                 .group_by(LedgerEntry.currency)
                 .order_by(LedgerEntry.currency)
             )
-            return [
-                Earnings(currency, int(earned), int(paid), int(balance))
-                for currency, earned, paid, balance in rows
-            ]
+            return [read_row(Earnings, row) for row in rows]
 
     async def items_for_export(self, taskset_id: int) -> list[StoredItem]:
         async with self.sessions() as session:
             result = await session.execute(
-                select(Item.external_id, Item.text, Item.gold_label)
+                select(Item.external_id.label("item_id"), Item.text, Item.gold_label.label("gold"))
                 .where(Item.taskset_id == taskset_id)
                 .order_by(Item.position)
             )
-            return [StoredItem(*row) for row in result]
+            return [read_row(StoredItem, row) for row in result]

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tasksets import money
+from tasksets.qualification import Qualification
 from tasksets.quality import QualityRules
 
 MediaKind = Literal["image", "audio", "video"]
@@ -128,15 +129,6 @@ class Overlap(BaseModel):
         if self.min > self.max:
             raise ValueError(f"min {self.min} is greater than max {self.max}")
         return self
-
-
-class Qualification(BaseModel):
-    """A worker first answers `items` gold questions and continues only at `min_accuracy`."""
-
-    model_config = _MODEL_CONFIG
-
-    items: int = Field(ge=1)
-    min_accuracy: float = Field(ge=0, le=1)
 
 
 class TaskSetSpec(BaseModel):

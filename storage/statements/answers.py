@@ -1,0 +1,153 @@
+"""Recording an answer: claim the lease by its token, store the answer, close the lease,
+settle the item, credit the reward and count the answer in the worker's standing.
+
+Each write is described once. SQLite runs them one by one (in-process, a statement costs no
+round trip); PostgreSQL runs the same statements as one, merged with data-modifying CTEs
+(``answer_writes_statement``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Select,
+    Update,
+    bindparam,
+    case,
+    insert,
+    literal,
+    select,
+    update,
+)
+
+from storage.models import (
+    Answer,
+    Assignment,
+    AssignmentState,
+    Item,
+    LedgerEntry,
+    Membership,
+    TaskSet,
+)
+from storage.statements.build import insert_from_select, insert_values, typed_bind
+from storage.statements.shapes import Standing, columns_named
+
+
+def claim_query(*, lock: bool) -> Any:
+    query = (
+        select(
+            Assignment.id,
+            Assignment.worker_id,
+            Assignment.item_id,
+            Assignment.taskset_id,
+            Assignment.state,
+            Assignment.served_at,
+            Item.is_gold,
+            Item.gold_label,
+            Item.explanation,
+            TaskSet.status.label("taskset_status"),
+            Answer.kind.label("answer_kind"),
+            Answer.label.label("answer_label"),
+            Answer.created_at.label("answered_at"),
+        )
+        .join(Item, Item.id == Assignment.item_id)
+        .join(TaskSet, TaskSet.id == Assignment.taskset_id)
+        .outerjoin(Answer, Answer.assignment_id == Assignment.id)
+        .where(Assignment.token == bindparam("token"))
+    )
+    # The row lock serialises two taps on one button across processes (SQLite: BEGIN IMMEDIATE).
+    return query.with_for_update(of=Assignment) if lock else query
+
+
+STANDING_AFTER_ANSWER = (
+    update(Membership)
+    .where(
+        Membership.worker_id == bindparam("worker_id"),
+        Membership.taskset_id == bindparam("taskset_id"),
+    )
+    .values(
+        answers=Membership.answers + 1,
+        gold_answers=Membership.gold_answers
+        + bindparam("gold", type_=Membership.gold_answers.type),
+        gold_correct=Membership.gold_correct
+        + bindparam("correct", type_=Membership.gold_correct.type),
+    )
+    .returning(*columns_named(Membership, Standing))
+)
+
+INSERT_ANSWER = insert_values(
+    Answer,
+    "assignment_id",
+    "worker_id",
+    "item_id",
+    "taskset_id",
+    "kind",
+    "label",
+    "seconds",
+    "created_at",
+).returning(Answer.id)
+
+
+def reward_values(answer_id: Any) -> dict[str, Any]:
+    """A reward's ledger columns, bound to the parameters of the answer's writes."""
+    return {
+        "worker_id": typed_bind("worker_id", LedgerEntry.worker_id),
+        "taskset_id": typed_bind("taskset_id", LedgerEntry.taskset_id),
+        "answer_id": answer_id,
+        "kind": literal("reward", type_=LedgerEntry.kind.type),
+        "amount_minor": typed_bind("amount_minor", LedgerEntry.amount_minor),
+        "currency": typed_bind("currency", LedgerEntry.currency),
+        "created_at": typed_bind("created_at", LedgerEntry.created_at),
+    }
+
+
+INSERT_REWARD = insert(LedgerEntry).values(
+    reward_values(typed_bind("answer_id", LedgerEntry.answer_id))
+)
+MARK_ANSWERED = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("assignment_id"))
+    .values(state=AssignmentState.ANSWERED, message_id=bindparam("message_id"))
+)
+REFUSE_LATE_ANSWER = (
+    update(Assignment)
+    .where(Assignment.id == bindparam("assignment_id"))
+    .values(state=AssignmentState.REFUSED)
+)
+
+
+def settle_item_statement() -> Update:
+    """Count an answer (``added`` is 0 for a skip) and give its lease slot back; gold items
+    have no slots, so only their count changes."""
+    added = bindparam("added", type_=Integer)
+    return (
+        update(Item)
+        .where(Item.id == bindparam("item_id"))
+        .values(
+            answer_count=Item.answer_count + added,
+            in_flight=Item.in_flight - case((Item.is_gold, 0), else_=1),
+            open=case(
+                (Item.is_gold, Item.open),
+                else_=Item.answer_count + added + Item.in_flight - 1 < Item.needed,
+            ),
+        )
+    )
+
+
+SETTLE_ITEM = settle_item_statement()
+
+
+def answer_writes_statement() -> Select[Any]:
+    """INSERT_ANSWER, MARK_ANSWERED, SETTLE_ITEM, INSERT_REWARD (when ``credit``) and
+    STANDING_AFTER_ANSWER as one statement; returns the answer id and the standing."""
+    answer = INSERT_ANSWER.cte("answer")
+    credited = select(answer).where(bindparam("credit", type_=Boolean)).subquery()
+    standing = STANDING_AFTER_ANSWER.cte("standing")
+    return select(answer.c.id.label("answer_id"), *standing.c).add_cte(
+        MARK_ANSWERED.cte("marked"),
+        SETTLE_ITEM.cte("settled"),
+        insert_from_select(LedgerEntry, reward_values(credited.c.id), credited).cte("rewarded"),
+    )
