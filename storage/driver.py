@@ -30,7 +30,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
-from storage.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
+from storage.engine import SQLITE_BUSY_TIMEOUT_MS, apply_sqlite_pragmas, is_sqlite
 
 T = TypeVar("T")
 DriverConnection = TypeVar("DriverConnection")
@@ -220,9 +220,8 @@ class SQLiteDriver:
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE ... COMMIT below.
         connection = sqlite3.connect(self._path, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
-            connection.execute(f"PRAGMA {pragma}")
-        connection.execute("PRAGMA busy_timeout=0")  # never block the event loop; see above
+        # No busy timeout: waiting for the lock would block the event loop (see above).
+        apply_sqlite_pragmas(connection, busy_timeout_ms=0)
         self._connection = connection
         return connection
 

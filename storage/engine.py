@@ -29,8 +29,22 @@ def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) ->
         return engine
     # No pre-ping: it would cost a round trip per transaction. A connection killed under us
     # (failover, pg_terminate_backend) fails its transaction instead, SQLAlchemy then drops the
-    # pool's stale connections, and the labeling path retries once (storage/labeling.py).
+    # pool's stale connections, and the labeling path's driver retries once
+    # (storage/postgres_driver.py).
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, echo=echo)
+
+
+def apply_sqlite_pragmas(dbapi_connection: Any, *, busy_timeout_ms: int) -> None:
+    """The settings of every SQLite connection labelbot opens (engine and hot-path driver)."""
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "foreign_keys=ON",
+        "synchronous=NORMAL",
+        f"busy_timeout={busy_timeout_ms}",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -38,12 +52,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy emit BEGIN itself (see the "begin" hook below).
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        apply_sqlite_pragmas(dbapi_connection, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
