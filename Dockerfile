@@ -12,15 +12,27 @@ COPY bot ./bot
 COPY handlers ./handlers
 COPY storage ./storage
 COPY tasksets ./tasksets
+COPY deploy/healthcheck.py /usr/local/lib/labelbot/healthcheck.py
+# The bot runs as an unprivileged user that owns /data and nothing else: the image's code stays
+# read-only to it, and the SQLite file, exports and the demo's output go to /data.
 RUN pip install ".[postgres]" \
-    && useradd --create-home --uid 10001 labelbot
+    && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin labelbot \
+    && install -d -o labelbot -g labelbot -m 0750 /data
 
 USER labelbot
-# The webhook server (LABELBOT_LISTEN must be 0.0.0.0 inside a container). /healthz exists in
-# webhook mode only; in polling mode the health check reports the container unhealthy.
+WORKDIR /data
+# SQLite by default, in the volume; compose.yaml points it at PostgreSQL instead.
+ENV LABELBOT_DATABASE_URL=sqlite+aiosqlite:////data/labelbot.db
+VOLUME /data
+
+# The webhook server (LABELBOT_LISTEN must be 0.0.0.0 inside a container).
 EXPOSE 8443
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"LABELBOT_PORT\", \"8443\")}/healthz', timeout=4)"
+# Webhook mode: GET /healthz (server up, database reachable). Long polling has no HTTP server:
+# the check then connects to the database (a polling bot that dies ends the container anyway).
+# deploy/healthcheck.py says more.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["python", "/usr/local/lib/labelbot/healthcheck.py"]
 # `labelbot run` applies migrations first; SIGTERM (docker stop) stops it cleanly.
 ENTRYPOINT ["labelbot"]
 CMD ["run"]
