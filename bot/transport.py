@@ -1,7 +1,8 @@
 """HTTP transports for python-telegram-bot: an aiohttp ``BaseRequest`` and a selector.
 
-PTB's default ``HTTPXRequest`` spends about two thirds of a bare bot's CPU per update inside
-httpx; ``AiohttpRequest`` does the same job with aiohttp at roughly a third of the cost.
+PTB's default ``HTTPXRequest`` spends most of a bare bot's CPU per update inside httpx;
+``AiohttpRequest`` does the same job with aiohttp for a fraction of the cost (the figures are in
+benchmarks/RESULTS-answer_loop.md, contenders (a) and (b)).
 
 Timeout mapping (PTB's four timeouts onto aiohttp, which has no pool or write timeout):
 
@@ -20,11 +21,9 @@ Timeout mapping (PTB's four timeouts onto aiohttp, which has no pool or write ti
 
 import asyncio
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 import aiohttp
-from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
@@ -108,12 +107,16 @@ class AiohttpRequest(BaseRequest):
         url: str,
         method: str,
         request_data: RequestData | None = None,
-        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        read_timeout: object = BaseRequest.DEFAULT_NONE,
+        write_timeout: object = BaseRequest.DEFAULT_NONE,
+        connect_timeout: object = BaseRequest.DEFAULT_NONE,
+        pool_timeout: object = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         """Send one request and return its status and body, whatever the status.
+
+        A timeout is seconds, None for no limit, or ``BaseRequest.DEFAULT_NONE`` for the
+        instance's default. PTB's own annotation for that union is private, and ``object`` is
+        what its documentation gives as the type of ``DEFAULT_NONE``.
 
         BaseRequest turns non-2xx answers into RetryAfter, BadRequest, Forbidden, ...; this
         method raises only ``TimedOut`` (any timeout, including a full pool) and
@@ -179,9 +182,9 @@ def build_requests(
     )
 
 
-def _given_or(value: ODVInput[float], default: float | None) -> float | None:
+def _given_or(value: object, default: float | None) -> float | None:
     """The timeout a call passed, or the instance default when it passed none."""
-    return default if isinstance(value, DefaultValue) else value
+    return default if value is BaseRequest.DEFAULT_NONE else cast("float | None", value)
 
 
 # Calls repeat a handful of timeout combinations, so each ClientTimeout is built once.
