@@ -8,23 +8,25 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
-from telegram import BotCommand, Update
+from telegram import Update
 from telegram.error import Forbidden, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes
+from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, JobQueue
 
 from bot.settings import Settings
 from bot.transport import build_requests
-from handlers import stats, worker
+from handlers import flood, registry, stats, texts, worker
 from handlers.labeling_bot import LabelingBot
-from handlers.services import Context, Services
+from handlers.registry import Routes
+from handlers.services import Context, LabelBotApp, Services
 from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.store import LabelStore, utcnow
 
 log = logging.getLogger(__name__)
 
-LabelBotApp = Application
 LEASE_SWEEP_SECONDS = 30.0
+# Every audience's handlers, in order; the catch-all for unclaimed buttons follows them all.
+HANDLER_MODULES: tuple[Routes, ...] = (worker.ROUTES, stats.ROUTES)
 
 
 def build_application(
@@ -40,15 +42,14 @@ def build_application(
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         if migrate:
             await upgrade(engine)
-        services: Services = application.bot_data
-        services.store = LabelStore(
-            engine, lease=timedelta(seconds=settings.lease_seconds), clock=clock, rng=rng
+        application.bot_data.open(
+            LabelStore(
+                engine, lease=timedelta(seconds=settings.lease_seconds), clock=clock, rng=rng
+            ),
+            coordinators=settings.coordinators,
         )
-        services.coordinators = settings.coordinators
         try:
-            await application.bot.set_my_commands(
-                [BotCommand(*pair) for pair in (*worker.COMMANDS, *stats.COMMANDS)]
-            )
+            await application.bot.set_my_commands(registry.command_menu(HANDLER_MODULES))
         except TelegramError as error:  # only the phone's command menu is missing; keep going
             log.warning("could not register the command menu: %s", error)
         if application.job_queue is not None:
@@ -57,9 +58,7 @@ def build_application(
             )
 
     async def post_shutdown(application: LabelBotApp) -> None:
-        services: Services = application.bot_data
-        if hasattr(services, "store"):
-            await services.store.close()
+        await application.bot_data.close()
 
     request, get_updates_request = build_requests(
         settings.http, get_updates_read_timeout=30.0, connection_pool_size=256
@@ -76,17 +75,18 @@ def build_application(
             else None
         ),
     )
-    application: LabelBotApp = (
+    application = (
         ApplicationBuilder()
         .bot(labeling_bot)
-        .context_types(ContextTypes(bot_data=Services))
+        .context_types(ContextTypes(context=Context, bot_data=Services))
+        .job_queue(JobQueue[Context]())
         .concurrent_updates(True)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
     )
-    worker.register(application)
-    stats.register(application)
+    registry.register(application, HANDLER_MODULES)
+    flood.register(application, settings.flood_rate, clock)
     application.add_error_handler(on_error)
     return application
 
@@ -140,6 +140,6 @@ async def on_error(update: object, context: Context) -> None:
     log.error("update %s failed", update_id, exc_info=context.error)
     if isinstance(update, Update) and update.effective_chat is not None:
         try:
-            await context.bot.send_message(update.effective_chat.id, worker.texts.ERROR)
+            await context.bot.send_message(update.effective_chat.id, texts.ERROR)
         except Exception:  # telling the user is best effort; the error is already logged
             log.warning("update %s: could not tell the user about the failure", update_id)

@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
-from telegram.ext import CallbackContext
+from telegram.ext import Application, CallbackContext, JobQueue
 
 from handlers.labeling_bot import LabelingBot
 from storage.store import LabelStore
 
 
 class Services:
-    """Created empty by PTB's ContextTypes and filled in ``post_init``."""
+    """Created empty by PTB's ContextTypes; ``post_init`` opens them, ``post_shutdown`` closes."""
 
-    store: LabelStore
-    coordinators: frozenset[int] = frozenset()
+    def __init__(self) -> None:
+        self._store: LabelStore | None = None
+        self.coordinators: frozenset[int] = frozenset()
+
+    def open(self, store: LabelStore, *, coordinators: frozenset[int]) -> None:
+        self._store = store
+        self.coordinators = coordinators
+
+    @property
+    def store(self) -> LabelStore:
+        if self._store is None:
+            raise RuntimeError("the storage service is opened in post_init; it is not open")
+        return self._store
+
+    async def close(self) -> None:
+        """Close what ``open`` opened; nothing when start-up failed before it."""
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
 
 
-Context = CallbackContext[LabelingBot, dict[object, object], dict[object, object], Services]
+class Context(CallbackContext[LabelingBot, dict[object, object], dict[object, object], Services]):
+    """The context every handler gets: ``context.bot`` is the LabelingBot and
+    ``context.bot_data`` the typed services."""
+
+
+LabelBotApp = Application[
+    LabelingBot, Context, dict[object, object], dict[object, object], Services, JobQueue[Context]
+]

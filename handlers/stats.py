@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from telegram import Message, Update
-from telegram.ext import Application, CommandHandler, filters
 
 from handlers import texts
+from handlers.registry import Command, Routes
 from handlers.services import Context
 from storage.results import NoItem, NoItemReason, TaskSetView, WorkerScore
-
-COMMANDS = [
-    ("me", "My answers, accuracy and earnings"),
-    ("earnings", "My balance, pending and paid"),
-    ("leaderboard", "Top workers and my rank"),
-]
-
 
 NO_SET = texts.no_item(NoItem(NoItemReason.NO_TASKSET))
 
@@ -63,12 +56,10 @@ async def earnings(update: Update, context: Context) -> None:
     await message.reply_text(texts.earnings(await context.bot_data.store.earnings(user.id)))
 
 
-def register(application: Application) -> None:
-    private = filters.ChatType.PRIVATE
-    application.add_handlers(
-        [
-            CommandHandler("me", me, filters=private),
-            CommandHandler("earnings", earnings, filters=private),
-            CommandHandler("leaderboard", leaderboard, filters=private),
-        ]
-    )
+ROUTES = Routes(
+    commands=[
+        Command("me", "My answers, accuracy and earnings", me),
+        Command("earnings", "My balance, pending and paid", earnings),
+        Command("leaderboard", "Top workers and my rank", leaderboard),
+    ]
+)

@@ -6,7 +6,6 @@ import asyncio
 import re
 
 from telegram import (
-    CallbackQuery,
     ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -16,9 +15,6 @@ from telegram import (
 )
 from telegram.error import BadRequest
 from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
     MessageHandler,
     filters,
 )
@@ -36,6 +32,7 @@ from handlers.callbacks import (
     encode_join,
 )
 from handlers.labeling_bot import Button, InlineKeyboard
+from handlers.registry import ButtonRoute, Command, Routes, answer_query
 from handlers.services import Context
 from storage.models import MembershipStatus
 from storage.results import (
@@ -53,24 +50,6 @@ CAPTION_LIMIT = 1024
 LOST_REPLY_SECONDS = 3.0
 DISPUTE_PROMPT = "Dispute #{id}: if you like, reply with what you think is wrong."
 DISPUTE_PROMPT_RE = re.compile(r"^Dispute #(\d+):")
-
-COMMANDS = [
-    ("start", "Start labeling"),
-    ("next", "Show the current item"),
-    ("guidelines", "How to label this task"),
-    ("help", "How this bot works"),
-]
-
-
-async def answer_query(
-    query: CallbackQuery, text: str | None = None, show_alert: bool = False
-) -> None:
-    """Answer a tap; a redelivered update finds its query answered already, and that is fine."""
-    try:
-        await query.answer(text, show_alert=show_alert)
-    except BadRequest as error:
-        if "query is too old" not in error.message.lower():
-            raise
 
 
 def item_keyboard(served: ServedItem) -> InlineKeyboard:
@@ -313,26 +292,22 @@ async def dispute_reason(update: Update, context: Context) -> None:
     await message.reply_text(texts.DISPUTE_RECORDED if saved else texts.ALERTS[Rejection.FORGED])
 
 
-def register(application: Application) -> None:
-    private = filters.ChatType.PRIVATE
-    application.add_handlers(
-        [
-            CommandHandler("start", start, filters=private),
-            CommandHandler("next", next_item, filters=private),
-            CommandHandler("guidelines", guidelines, filters=private),
-            CommandHandler("help", help_command, filters=private),
-            CallbackQueryHandler(answer, pattern=ANSWER_PATTERN),
-            CallbackQueryHandler(dispute, pattern=DISPUTE_PATTERN),
-            CallbackQueryHandler(join_taskset, pattern=JOIN_PATTERN),
-            MessageHandler(
-                private & filters.REPLY & filters.TEXT & ~filters.COMMAND, dispute_reason
-            ),
-            # Last in the group: any other callback (an old or forged button) gets an alert.
-            CallbackQueryHandler(stale_button),
-        ]
-    )
-
-
-async def stale_button(update: Update, context: Context) -> None:
-    if update.callback_query is not None:
-        await answer_query(update.callback_query, texts.ALERTS[Rejection.FORGED], show_alert=True)
+ROUTES = Routes(
+    commands=[
+        Command("start", "Start labeling", start),
+        Command("next", "Show the current item", next_item),
+        Command("guidelines", "How to label this task", guidelines),
+        Command("help", "How this bot works", help_command),
+    ],
+    buttons=[
+        ButtonRoute(ANSWER_PATTERN, answer, example=encode_answer("tok3n-0123456789", 0)),
+        ButtonRoute(DISPUTE_PATTERN, dispute, example=encode_dispute(42)),
+        ButtonRoute(JOIN_PATTERN, join_taskset, example=encode_join(7)),
+    ],
+    others=[
+        MessageHandler(
+            filters.ChatType.PRIVATE & filters.REPLY & filters.TEXT & ~filters.COMMAND,
+            dispute_reason,
+        ),
+    ],
+)

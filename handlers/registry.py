@@ -1,0 +1,87 @@
+"""What each audience's module handles, and the one place where all of it is registered.
+
+A handlers module describes its commands (name, menu text, callback), its buttons (callback-data
+pattern, callback, and an example of the data its buttons carry) and any other handlers in a
+``Routes``. ``register`` adds every module's routes in order and then, once, the catch-all for
+buttons nobody claims, so no module's button can be shadowed by it, whatever the order of the
+modules. The command menu (``setMyCommands``) is made from the same commands.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+
+from telegram import BotCommand, CallbackQuery, Update
+from telegram.error import BadRequest
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
+
+from handlers import texts
+from handlers.services import Context, LabelBotApp
+from storage.results import Rejection
+
+Callback = Callable[[Update, Context], Coroutine[object, object, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A slash command in private chats, shown in the phone's command menu."""
+
+    name: str
+    description: str
+    callback: Callback
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonRoute:
+    """Inline buttons whose callback data matches ``pattern``; ``example`` is such data (the
+    registration test taps it to prove the button reaches ``callback``)."""
+
+    pattern: re.Pattern[str]
+    callback: Callback
+    example: str
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Everything one handlers module answers."""
+
+    commands: Sequence[Command] = ()
+    buttons: Sequence[ButtonRoute] = ()
+    others: Sequence[BaseHandler[Update, Context, None]] = ()
+
+
+async def answer_query(
+    query: CallbackQuery, text: str | None = None, show_alert: bool = False
+) -> None:
+    """Answer a tap; a redelivered update finds its query answered already, and that is fine."""
+    try:
+        await query.answer(text, show_alert=show_alert)
+    except BadRequest as error:
+        if "query is too old" not in error.message.lower():
+            raise
+
+
+def register(application: LabelBotApp, modules: Sequence[Routes]) -> None:
+    """Add every module's handlers, then the catch-all for unclaimed buttons, last."""
+    private = filters.ChatType.PRIVATE
+    for routes in modules:
+        application.add_handlers(
+            [
+                *(CommandHandler(c.name, c.callback, filters=private) for c in routes.commands),
+                *(CallbackQueryHandler(b.callback, pattern=b.pattern) for b in routes.buttons),
+                *routes.others,
+            ]
+        )
+    application.add_handler(CallbackQueryHandler(unclaimed_button))
+
+
+def command_menu(modules: Sequence[Routes]) -> list[BotCommand]:
+    return [BotCommand(c.name, c.description) for routes in modules for c in routes.commands]
+
+
+async def unclaimed_button(update: Update, context: Context) -> None:
+    """A button no module claims: an old keyboard of an earlier version, or forged data."""
+    if update.callback_query is not None:
+        await answer_query(update.callback_query, texts.ALERTS[Rejection.FORGED], show_alert=True)
