@@ -1,0 +1,52 @@
+"""The private internals labelbot relies on, each named, so an upgrade that moves one fails here
+with a message saying what to fix, not somewhere deep in the answer loop.
+
+pyproject.toml caps each of these dependencies below its next minor/major version; when raising
+a cap, run this file first.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from sqlalchemy import bindparam, literal, select
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.sql.compiler import SQLCompiler
+from telegram.ext import ExtBot
+
+from storage.driver import CompiledStatement
+
+
+def test_ptb_extbot_post_is_there_for_labeling_bot() -> None:
+    post = getattr(ExtBot, "_post", None)
+    assert post is not None and inspect.iscoroutinefunction(post), (
+        "python-telegram-bot no longer has ExtBot._post, which handlers/labeling_bot.py calls "
+        "for the answer loop's sends and edits: port LabelingBot or lower the version cap"
+    )
+    parameters = list(inspect.signature(post).parameters)
+    assert parameters[:3] == ["self", "endpoint", "data"], (
+        f"ExtBot._post takes {parameters} now; handlers/labeling_bot.py passes (endpoint, data)"
+    )
+
+
+def test_sqlalchemy_compiler_exposes_what_the_driver_reads() -> None:
+    statement = select(bindparam("wanted"), literal(5))
+    compiled = statement.compile(dialect=SQLiteDialect_pysqlite())
+    assert isinstance(compiled, SQLCompiler)
+    missing = [name for name in ("positiontup", "binds", "string") if not hasattr(compiled, name)]
+    assert not missing, (
+        f"SQLAlchemy's SQLCompiler lost {missing}, which storage/driver.py's CompiledStatement "
+        "reads to run statements on the driver: port it or lower the version cap"
+    )
+    binds = [compiled.binds[name] for name in compiled.positiontup or ()]
+    assert [bind.required for bind in binds] == [True, False], (
+        "BindParameter.required no longer tells parameters from constants (storage/driver.py)"
+    )
+    assert binds[1].effective_value == 5, (
+        "BindParameter.effective_value no longer holds a constant's value (storage/driver.py)"
+    )
+
+
+def test_the_driver_runs_a_statement_as_sqlalchemy_compiles_it() -> None:
+    compiled = CompiledStatement(select(bindparam("wanted"), literal(5)), SQLiteDialect_pysqlite())
+    assert compiled.arguments({"wanted": "x"}) == ["x", 5]
