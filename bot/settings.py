@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     rate_limit: float = Field(30.0, ge=0)
     lease_seconds: int = Field(600, ge=10)
     db_pool_size: int = Field(10, ge=1)
+    # Updates per second one user may keep sending (bursts of 5 pass); 0 turns the guard off.
+    flood_rate: float = Field(3.0, ge=0)
 
     @field_validator("coordinators", mode="before")
     @classmethod

@@ -45,6 +45,8 @@ ALERTS = {
     Rejection.EXPIRED: "This item timed out and went to someone else. Here is a fresh one.",
 }
 DISPUTE_RECORDED = "Thanks – a coordinator will review this control question."
+SLOW_DOWN = "Slow down a little, please: I skipped your last few messages."
+SLOW_DOWN_ALERT = "Slow down a little, please – tap again in a moment."
 
 
 def greeting(first_name: str, taskset: TaskSetView) -> str:
