@@ -219,6 +219,11 @@ def cmd_tasksets(args: argparse.Namespace, settings: Settings) -> int:
                 f"{row.name:<24} {row.status:<8} {f'{row.items_done}/{regular}':>12} "
                 f"{row.answers:>8} {accuracy:>9} {shown:>6}"
             )
+            if row.set_aside:
+                refused = await store.items_set_aside(row.taskset_id)
+                listed = "; ".join(f"{item} ({reason})" for item, reason in refused[:5])
+                more = f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
+                print(f"  set aside, Telegram refused to show them: {listed}{more}")
         return 0
 
     return with_store(settings, listing)

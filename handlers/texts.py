@@ -59,14 +59,6 @@ def guidelines(taskset: TaskSetView) -> str:
     return f"Guidelines: {body}\n\nLabels: {labels}."
 
 
-def item_body(number: int, text: str | None, question: str) -> str:
-    parts = [f"Item {number}"]
-    if text:
-        parts.append(text)
-    parts.append(question)
-    return "\n\n".join(parts)
-
-
 def answered(body: str, chosen: str) -> str:
     return f"{body}\n\n✓ Your answer: {chosen}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 from telegram import (
@@ -44,10 +45,14 @@ from storage.results import (
     ServedItem,
     TaskSetView,
 )
+from tasksets.rendering import fits_caption, item_body
 
-# Captions of photos, audio and video are limited to 1024 characters by Telegram.
-CAPTION_LIMIT = 1024
+log = logging.getLogger(__name__)
+
 LOST_REPLY_SECONDS = 3.0
+# Telegram's 400s that blame the chat, not the item being sent.
+CHAT_PROBLEMS = ("chat not found", "user not found", "peer_id_invalid", "rights")
+MAX_REFUSED_ITEMS_IN_A_ROW = 3
 DISPUTE_PROMPT = "Dispute #{id}: if you like, reply with what you think is wrong."
 DISPUTE_PROMPT_RE = re.compile(r"^Dispute #(\d+):")
 
@@ -71,13 +76,13 @@ def item_keyboard(served: ServedItem) -> InlineKeyboard:
 
 async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
     """One message per item: text, or the media with the text and question as its caption."""
-    body = texts.item_body(served.number, served.text, served.taskset.question)
+    body = item_body(served.number, served.text, served.taskset.question)
     keyboard = item_keyboard(served)
     bot = context.bot
     if served.media_kind is None or served.media_ref is None:
         await bot.send_text(chat_id, body, keyboard)
         return
-    if len(body) <= CAPTION_LIMIT:
+    if fits_caption(body):
         await bot.send_media(chat_id, served.media_kind, served.media_ref, body, keyboard)
     else:  # too long for a caption: the text and buttons follow the media
         await bot.send_media(chat_id, served.media_kind, served.media_ref)
@@ -85,10 +90,35 @@ async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
 
 
 async def show(context: Context, chat_id: int, result: NextItem) -> None:
-    if isinstance(result, ServedItem):
-        await send_item(context, chat_id, result)
-    else:
-        await context.bot.send_message(chat_id, texts.no_item(result))
+    """Send the item, or say why there is none. An item Telegram refuses to show (a text too
+    long with its number and question, a media link it cannot fetch) is set aside for the
+    coordinator and the next one is sent, so a worker is never stuck on it."""
+    store = context.bot_data.store
+    for attempt in range(1, MAX_REFUSED_ITEMS_IN_A_ROW + 1):
+        if not isinstance(result, ServedItem):
+            await context.bot.send_message(chat_id, texts.no_item(result))
+            return
+        try:
+            await send_item(context, chat_id, result)
+            return
+        except BadRequest as error:
+            if blames_the_chat(error):
+                raise
+            log.warning(
+                "Telegram refused an item of task set %s (%s); set aside, the worker gets the next",
+                result.taskset.name,
+                error.message,
+            )
+            await store.set_aside(result.token, error.message)
+            if attempt == MAX_REFUSED_ITEMS_IN_A_ROW:
+                raise  # more likely the chat than every item: the error handler tells the worker
+            result = await store.next_item_for(chat_id)
+
+
+def blames_the_chat(error: BadRequest) -> bool:
+    """A 400 about the chat or the bot's rights, which setting the item aside would not cure."""
+    message = error.message.lower()
+    return any(problem in message for problem in CHAT_PROBLEMS)
 
 
 def taskset_keyboard(tasksets: list[TaskSetView]) -> InlineKeyboardMarkup:

@@ -54,11 +54,13 @@ from storage.statements.answers import (
 )
 from storage.statements.leases import (
     EXPIRE_DUE,
+    EXPIRE_LEASE,
     EXPIRE_WORKER,
     EXPIRE_WORKER_IN_SET,
     FREE_SLOTS,
     INSERT_ASSIGNMENT,
     LIVE_LEASE,
+    SET_ASIDE_ITEM,
     TAKE_SLOT,
     WORKER_INACTIVE,
     WORKER_STATE,
@@ -428,6 +430,17 @@ class Labeling:
         )
         reason = suspension_reason(record, rules)
         return StatusChange(MembershipStatus.SUSPENDED, reason) if reason else None
+
+    async def set_aside(self, token: str, reason: str) -> bool:
+        """Keep the leased item out of the pool for good, because Telegram refuses to show it,
+        and give its lease back; False when the token names no lease."""
+        return await self._driver.transaction(self._set_aside, token, reason)
+
+    async def _set_aside(self, tx: Transaction, token: str, reason: str) -> bool:
+        if not await tx.run(SET_ASIDE_ITEM, {"token": token, "reason": reason}):
+            return False
+        await self.expire(tx, EXPIRE_LEASE, {"token": token})
+        return True
 
     async def expire_leases(self) -> int:
         """Give the items of leases that ran out back to the pool; returns how many expired."""

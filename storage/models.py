@@ -156,6 +156,8 @@ class Item(Base):
     # answer_count + in_flight < needed, kept in step by every statement that moves the counters.
     open: Mapped[bool] = mapped_column(Boolean, default=True)
     confidence: Mapped[float | None] = mapped_column(Float)
+    # Why Telegram refused to show this item (e.g. "message is too long"); never served again.
+    set_aside_reason: Mapped[str | None] = mapped_column(Text)
 
 
 # next_item_for walks this index in its ORDER BY; the cost does not depend on the set's size.

@@ -116,6 +116,7 @@ class TaskSetProgress:
     items: int
     items_done: int
     gold_items: int
+    set_aside: int  # items Telegram refused to show, kept out of the pool
     answers: int
     gold_answers: int
     gold_correct: int

@@ -192,6 +192,7 @@ class LabelStore:
                     .filter(Item.is_gold.is_(False), Item.answer_count >= Item.needed)
                     .label("done"),
                     func.count().filter(Item.is_gold.is_(True)).label("gold"),
+                    func.count().filter(Item.set_aside_reason.is_not(None)).label("set_aside"),
                 )
                 .group_by(Item.taskset_id)
                 .subquery()
@@ -220,6 +221,7 @@ class LabelStore:
                     func.coalesce(item_stats.c["items"], 0).label("items"),
                     func.coalesce(item_stats.c.done, 0).label("items_done"),
                     func.coalesce(item_stats.c.gold, 0).label("gold_items"),
+                    func.coalesce(item_stats.c.set_aside, 0).label("set_aside"),
                     func.coalesce(answer_stats.c.answers, 0).label("answers"),
                     func.coalesce(answer_stats.c.gold_answers, 0).label("gold_answers"),
                     func.coalesce(answer_stats.c.gold_correct, 0).label("gold_correct"),
@@ -370,6 +372,9 @@ class LabelStore:
     async def expire_leases(self) -> int:
         return await self.labeling.expire_leases()
 
+    async def set_aside(self, token: str, reason: str) -> bool:
+        return await self.labeling.set_aside(token, reason)
+
     # ------------------------------------------------------------------- reads
 
     async def consistency_violations(self) -> dict[str, int]:
@@ -488,6 +493,16 @@ class LabelStore:
                 .order_by(LedgerEntry.currency)
             )
             return [read_row(Earnings, row) for row in rows]
+
+    async def items_set_aside(self, taskset_id: int) -> list[tuple[str, str]]:
+        """(item id, reason) of the items Telegram refused to show, in file order."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Item.external_id, Item.set_aside_reason)
+                .where(Item.taskset_id == taskset_id, Item.set_aside_reason.is_not(None))
+                .order_by(Item.position)
+            )
+            return [(row.external_id, row.set_aside_reason) for row in rows]
 
     async def items_for_export(self, taskset_id: int) -> list[StoredItem]:
         async with self.sessions() as session:

@@ -21,13 +21,11 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tasksets import money
 from tasksets.qualification import Qualification
 from tasksets.quality import QualityRules
+from tasksets.rendering import MAX_CAPTION, MAX_TEXT, item_body, telegram_length
 
 MediaKind = Literal["image", "audio", "video"]
 MEDIA_KINDS: tuple[MediaKind, ...] = ("image", "audio", "video")
 MAX_ITEMS = 100_000
-# Telegram's limits: a text message holds 4096 characters, a media caption 1024.
-MAX_TEXT = 4096
-MAX_CAPTION = 1024
 # Error type of a repeated item id; its context names the index of the first use, which the
 # parsers turn into a line number.
 DUPLICATE_ID = "duplicate_item_id"
@@ -82,7 +80,7 @@ class Item(BaseModel):
         if not media and self.text is None:
             raise ValueError("needs text or a media field (image, audio or video)")
         limit = MAX_CAPTION if media else MAX_TEXT
-        if self.text is not None and len(self.text) > limit:
+        if self.text is not None and telegram_length(self.text) > limit:
             where = "as a media caption" if media else "in a message"
             raise _errors(
                 self,
@@ -91,7 +89,7 @@ class Item(BaseModel):
                     self.text,
                     "text_too_long",
                     "has {length} characters; Telegram shows at most {limit} " + where,
-                    length=len(self.text),
+                    length=telegram_length(self.text),
                     limit=limit,
                 ),
             )
@@ -203,6 +201,8 @@ class TaskSetSpec(BaseModel):
         errors: list[InitErrorDetails] = []
         first_use: dict[str, int] = {}
         labels = ", ".join(self.label_values)
+        # The highest item number a worker can see: each item reaches a worker at most once.
+        last_number = len(self.items)
         for index, item in enumerate(self.items):
             first = first_use.setdefault(item.id, index)
             if first != index:
@@ -214,6 +214,19 @@ class TaskSetSpec(BaseModel):
                         "duplicate id: items[{first_index}] and items[{index}]",
                         first_index=first,
                         index=index,
+                    )
+                )
+            rendered = telegram_length(item_body(last_number, item.text, self.question))
+            if rendered > MAX_TEXT:
+                errors.append(
+                    _located(
+                        ("items", index, "text"),
+                        item.text,
+                        "message_too_long",
+                        "with its item number and the question the message has {length} "
+                        "characters; Telegram sends at most {limit}",
+                        length=rendered,
+                        limit=MAX_TEXT,
                     )
                 )
             if item.gold is not None and item.gold not in self.label_values:

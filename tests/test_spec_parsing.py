@@ -448,6 +448,33 @@ def test_item_text_must_fit_a_telegram_message() -> None:
     ]
 
 
+def test_an_item_whose_message_with_number_and_question_is_too_long_names_its_line() -> None:
+    # 4,090 characters pass the text's own limit; "Item 3", the question and the blank lines
+    # between them take the message past Telegram's 4,096.
+    items = [
+        {"id": "t1", "text": "short"},
+        {"id": "t2", "text": "x" * 4090},
+        {"id": "t3", "text": "ok"},
+    ]
+    lines = [json.dumps({"name": "long", "labels": ["a", "b"], "question": "Which?"})]
+    lines += [json.dumps(item) for item in items]
+    data = "\n".join(lines).encode()
+
+    assert problems_of(data, "jsonl") == [
+        "line 3 item 't2' field 'text': with its item number and the question the message"
+        " has 4106 characters; Telegram sends at most 4096"
+    ]
+
+
+def test_telegram_counts_an_emoji_as_two_characters() -> None:
+    items = [{"id": "p1", "image": "u", "text": "😀" * 513}]
+
+    assert problems_of(spec_json(items=items)) == [
+        "item 'p1' field 'text':"
+        " has 1026 characters; Telegram shows at most 1024 as a media caption"
+    ]
+
+
 def test_problem_without_a_place_is_just_its_message() -> None:
     assert str(Problem(None, None, None, "the file is empty")) == "the file is empty"
 

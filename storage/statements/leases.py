@@ -63,6 +63,7 @@ def pick_regular_query(*, lock: bool) -> Any:
             Item.taskset_id == bindparam("taskset"),
             Item.is_gold.is_(False),
             Item.open.is_(True),
+            Item.set_aside_reason.is_(None),
             not_given_to_worker(),
         )
         .order_by(Item.answer_count.desc(), Item.position)
@@ -91,6 +92,7 @@ def pick_gold_query(*, after: bool) -> Any:
             Item.taskset_id == bindparam("taskset"),
             Item.is_gold.is_(True),
             Item.position >= start if after else Item.position < start,
+            Item.set_aside_reason.is_(None),
             not_given_to_worker(),
         )
         .order_by(Item.position)
@@ -187,6 +189,19 @@ EXPIRE_DUE = expire_statement(Assignment.expires_at <= bindparam("now"))
 EXPIRE_WORKER = expire_statement(Assignment.worker_id == bindparam("worker"))
 EXPIRE_WORKER_IN_SET = expire_statement(
     and_(Assignment.worker_id == bindparam("worker"), Assignment.taskset_id == bindparam("taskset"))
+)
+EXPIRE_LEASE = expire_statement(Assignment.token == bindparam("token"))
+# An item Telegram refuses to show: kept out of every later pick, with the reason for the
+# coordinator.
+SET_ASIDE_ITEM = (
+    update(Item)
+    .where(
+        Item.id
+        == select(Assignment.item_id)
+        .where(Assignment.token == bindparam("token"))
+        .scalar_subquery()
+    )
+    .values(set_aside_reason=bindparam("reason", type_=Item.set_aside_reason.type))
 )
 
 WORKER_INACTIVE = (
