@@ -282,6 +282,7 @@ def environment(telegram: FakeTelegram, database_url: str | None, webhook: bool)
         "LABELBOT_TELEGRAM_BASE_URL": telegram.base_url,
         "LABELBOT_TELEGRAM_BASE_FILE_URL": telegram.base_file_url,
         "LABELBOT_RATE_LIMIT": "0",  # the limiter would cap the answers per second
+        "LABELBOT_FLOOD_RATE": "0",  # its workers tap as fast as the bot answers
     }
     if database_url is not None:
         env["LABELBOT_DATABASE_URL"] = database_url
