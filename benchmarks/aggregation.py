@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/aggregation.py [--rounds 3] [--data ../shared/data]
+    .venv/bin/python benchmarks/aggregation.py [--rounds 3] [--data DIR]
 
 Real datasets are the folders of ``--data`` holding ``label.csv`` and ``truth.csv``; the
 synthetic set has 1,000,000 answers (100k items x 10 workers each, 2k workers, 5 labels) from

@@ -45,7 +45,7 @@ LABELS = ("positive", "negative", "neutral")
 BULK_TABLES = ("assignments", "answers", "ledger_entries", "memberships")
 REWARD_MINOR = 2
 T = TypeVar("T")
-# Targets from issue 7.
+# Targets: medians on 1M items at most 1.3x those on 10k items; every p99 under 20 ms.
 MAX_RATIO = 1.3
 MAX_P99_MS = 20.0
 
