@@ -24,6 +24,7 @@ from typing import TextIO
 import numpy as np
 
 from tasksets.aggregation import Answers, Method, aggregate
+from tasksets.export import write_csv
 
 # Accepted header names per column, the usual name first.
 _ITEM_NAMES = ("item", "task")
@@ -110,13 +111,15 @@ def aggregate_csv(
     if gold is not None and not (gold >= 0).any():
         raise ValueError("no gold item appears in the answers")
     result = aggregate(coded.answers, method)
-    writer = csv.writer(out_stream, lineterminator="\n")
-    writer.writerow(("item", "label", "confidence"))
-    writer.writerows(
-        (item, coded.labels[label], f"{confidence:.4f}")
-        for item, label, confidence in zip(
-            coded.items, result.labels.tolist(), result.confidence.tolist(), strict=True
-        )
+    write_csv(
+        (
+            {"item": item, "label": coded.labels[label], "confidence": f"{confidence:.4f}"}
+            for item, label, confidence in zip(
+                coded.items, result.labels.tolist(), result.confidence.tolist(), strict=True
+            )
+        ),
+        ("item", "label", "confidence"),
+        out_stream,
     )
     if gold is None:
         return None

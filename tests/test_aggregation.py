@@ -224,7 +224,7 @@ def test_aggregate_csv_writes_one_row_per_item_and_returns_gold_accuracy():
 
     accuracy = aggregate_csv(io.StringIO(answers), "mv", out, io.StringIO("a,cat\nb,dog\nz,cat\n"))
 
-    assert out.getvalue() == "\ufeffitem,label,confidence\na,cat,0.6667\nb,cat,0.5000\n"
+    assert out.getvalue() == "\ufeffitem,label,confidence\r\na,cat,0.6667\r\nb,cat,0.5000\r\n"
     assert accuracy == 0.5
 
 

@@ -131,7 +131,7 @@ def test_export_aggregated_and_raw(
     asyncio.run(_label(db))
     out = tmp_path / "cli.csv"
     assert run(db, "export", "cli", "--format", "csv", "--out", str(out), "--method", "ds") == 0
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))
     assert list(rows[0]) == ["item_id", "label", "confidence", "answers", "gold", "text"]
     by_id = {row["item_id"]: row for row in rows}
     assert by_id["t0"]["label"] == "positive" and by_id["t0"]["answers"] == "3"
@@ -164,7 +164,7 @@ def test_aggregate_offline_with_gold(tmp_path: Path, capsys: pytest.CaptureFixtu
     gold.write_text("item,truth\na,x\nb,y\n")
     assert main(["aggregate", str(answers), "--method", "mv", "--gold", str(gold)]) == 0
     captured = capsys.readouterr()
-    *table, last = captured.out.splitlines()
+    *table, last = captured.out.removeprefix("\ufeff").splitlines()
     rows = list(csv.reader(io.StringIO("\n".join(table))))
     assert rows[0] == ["item", "label", "confidence"]
     assert rows[1][:2] == ["a", "x"] and rows[2][:2] == ["b", "y"]

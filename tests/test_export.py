@@ -7,7 +7,9 @@ import io
 import json
 from datetime import UTC, datetime
 
-from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, write_csv, write_jsonl
+from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, safe_cell, write_csv, write_jsonl
+
+BOM = "\ufeff"  # spreadsheet apps read a CSV that starts with it as UTF-8
 
 TRICKY_TEXT = 'She said "fine, whatever"\nand left, slamming the door; 😤'
 
@@ -30,7 +32,7 @@ def test_csv_quotes_commas_quotes_and_newlines_so_a_reader_gets_the_text_back() 
     written = write_csv([item_row(), item_row(item_id="t2", text="plain")], ITEM_COLUMNS, out)
 
     assert written == 2
-    header, first, second = csv.reader(io.StringIO(out.getvalue()))
+    header, first, second = csv.reader(io.StringIO(out.getvalue().removeprefix(BOM), newline=""))
     assert tuple(header) == ITEM_COLUMNS
     assert first == ["t1", "negative", "0.75", "4", "", TRICKY_TEXT]
     assert second[0] == "t2"
@@ -41,7 +43,7 @@ def test_csv_without_rows_still_has_its_header() -> None:
     out = io.StringIO()
 
     assert write_csv([], RAW_COLUMNS, out) == 0
-    assert out.getvalue() == "item_id,worker,label,seconds,answered_at\n"
+    assert out.getvalue() == BOM + "item_id,worker,label,seconds,answered_at\r\n"
 
 
 def test_csv_writes_only_the_columns_asked_for_in_their_order() -> None:
@@ -82,3 +84,45 @@ def test_jsonl_writes_missing_columns_as_null_and_times_in_iso_8601() -> None:
         "seconds": None,
         "answered_at": "2025-03-01T12:30:00+00:00",
     }
+
+
+FORMULA_PAYLOADS = [
+    '=HYPERLINK("http://evil.example","click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1,1)",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+def test_every_formula_payload_is_written_as_text() -> None:
+    out = io.StringIO()
+    rows = [item_row(item_id=f"t{n}", label=p, text=p) for n, p in enumerate(FORMULA_PAYLOADS)]
+
+    write_csv(rows, ITEM_COLUMNS, out)
+
+    _header, *written = csv.reader(io.StringIO(out.getvalue().removeprefix(BOM), newline=""))
+    for payload, row in zip(FORMULA_PAYLOADS, written, strict=True):
+        assert row[1] == row[5] == "'" + payload
+
+
+def test_numbers_stay_numbers_and_plain_text_is_untouched() -> None:
+    assert safe_cell(-2.5) == -2.5
+    assert safe_cell(-3) == -3
+    assert safe_cell(None) is None
+    assert safe_cell("positive") == "positive"
+    assert safe_cell("a-b=c") == "a-b=c"  # only the first character matters
+
+    out = io.StringIO()
+    write_csv([item_row(confidence=-2.5, answers=-1)], ITEM_COLUMNS, out)
+    assert out.getvalue().splitlines()[1].startswith("t1,negative,-2.5,-1,")
+
+
+def test_jsonl_is_never_altered() -> None:
+    out = io.StringIO()
+
+    write_jsonl([item_row(label="=1+1")], ITEM_COLUMNS, out)
+
+    assert json.loads(out.getvalue())["label"] == "=1+1"
+    assert not out.getvalue().startswith(BOM)
