@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from telegram import BotCommand, CallbackQuery, Update
 from telegram.error import BadRequest
@@ -22,6 +23,7 @@ from handlers.services import Context, LabelBotApp
 from storage.results import Rejection
 
 Callback = Callable[[Update, Context], Coroutine[object, object, None]]
+Decoded = TypeVar("Decoded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,25 @@ async def answer_query(
             raise
 
 
+async def decoded_tap(
+    update: Update, decode: Callable[[str], Decoded | None]
+) -> tuple[CallbackQuery, Decoded] | None:
+    """The tapped button's query and its decoded callback data; None for an update that is no
+    tap, and for malformed (forged) data, which gets the "not valid" alert."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return None
+    data = decode(query.data)
+    if data is None:
+        await reject_tap(query)
+        return None
+    return query, data
+
+
+async def reject_tap(query: CallbackQuery) -> None:
+    await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
+
+
 def register(application: LabelBotApp, modules: Sequence[Routes]) -> None:
     """Add every module's handlers, then the catch-all for unclaimed buttons, last."""
     private = filters.ChatType.PRIVATE
@@ -84,4 +105,4 @@ def command_menu(modules: Sequence[Routes]) -> list[BotCommand]:
 async def unclaimed_button(update: Update, context: Context) -> None:
     """A button no module claims: an old keyboard of an earlier version, or forged data."""
     if update.callback_query is not None:
-        await answer_query(update.callback_query, texts.ALERTS[Rejection.FORGED], show_alert=True)
+        await reject_tap(update.callback_query)

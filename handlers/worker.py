@@ -33,7 +33,14 @@ from handlers.callbacks import (
     encode_join,
 )
 from handlers.labeling_bot import Button, InlineKeyboard
-from handlers.registry import ButtonRoute, Command, Routes, answer_query
+from handlers.registry import (
+    ButtonRoute,
+    Command,
+    Routes,
+    answer_query,
+    decoded_tap,
+    reject_tap,
+)
 from handlers.services import Context
 from storage.models import MembershipStatus
 from storage.results import (
@@ -176,13 +183,10 @@ async def offer_tasksets(message: Message, prompt: str, context: Context) -> Non
 
 
 async def join_taskset(update: Update, context: Context) -> None:
-    query = update.callback_query
-    if query is None or query.data is None:
+    tap = await decoded_tap(update, decode_join)
+    if tap is None:
         return
-    taskset_id = decode_join(query.data)
-    if taskset_id is None:
-        await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
-        return
+    query, taskset_id = tap
     await answer_query(query)
     if not await join_and_start(context, query.from_user, taskset_id):
         await context.bot.send_message(query.from_user.id, texts.NO_TASKSETS)
@@ -212,13 +216,10 @@ async def help_command(update: Update, context: Context) -> None:
 
 async def answer(update: Update, context: Context) -> None:
     """A tap on a label: record it, show the choice in place, and send the next item."""
-    query = update.callback_query
-    if query is None or query.data is None:
+    tap = await decoded_tap(update, decode_answer)
+    if tap is None:
         return
-    data = decode_answer(query.data)
-    if data is None:
-        await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
-        return
+    query, data = tap
     message = query.message if isinstance(query.message, Message) else None
     store = context.bot_data.store
     outcome = await store.record_answer(
@@ -288,15 +289,13 @@ async def edit_body(context: Context, message: Message, chosen: str | None) -> N
 
 
 async def dispute(update: Update, context: Context) -> None:
-    query = update.callback_query
-    if query is None or query.data is None:
+    tap = await decoded_tap(update, decode_dispute)
+    if tap is None:
         return
-    answer_id = decode_dispute(query.data)
-    dispute_id = None
-    if answer_id is not None:
-        dispute_id = await context.bot_data.store.dispute(answer_id, query.from_user.id)
-    if dispute_id is None:
-        await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
+    query, answer_id = tap
+    dispute_id = await context.bot_data.store.dispute(answer_id, query.from_user.id)
+    if dispute_id is None:  # not the tapper's own gold answer: a forged or forwarded button
+        await reject_tap(query)
         return
     await answer_query(query, texts.DISPUTE_RECORDED)
     if isinstance(query.message, Message):
