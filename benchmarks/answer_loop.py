@@ -1,6 +1,6 @@
 """CPU per answered tap: labelbot against a bare python-telegram-bot bot, each in its own process.
 
-The fake Bot API (``bot.fake_telegram``) runs in this process; every contender is a separate bot
+The fake Bot API (``bot.fakegram``) runs in this process; every contender is a separate bot
 process, so its CPU time can be read from ``/proc/<pid>/stat``. Simulated workers tap a label on
 the newest item as soon as it arrives; per tap the bot answers the callback query, edits the
 item and sends the next one. Contenders:
@@ -56,7 +56,7 @@ import telegram
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from bot.fake_telegram import FakeTelegram, FakeUser, JSONDict
+from bot.fakegram import FakeTelegram, FakeUser, JSONDict
 from storage.engine import create_engine, execute_autocommit
 from storage.models import TaskSet
 from tasksets.quality import QualityRules

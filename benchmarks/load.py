@@ -44,7 +44,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot.fake_telegram import FakeTelegram, FakeUser, JSONDict
+from bot.fakegram import FakeTelegram, FakeUser, JSONDict
 from storage.engine import create_engine, execute_autocommit
 from storage.migrate import upgrade
 from storage.store import LabelStore

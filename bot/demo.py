@@ -24,7 +24,7 @@ from rich.table import Table
 
 from bot import event_loop
 from bot.app import build_application, polling
-from bot.fake_telegram import FakeTelegram, FakeUser
+from bot.fakegram import FakeTelegram, FakeUser
 from bot.settings import Settings
 from handlers.services import Services
 from storage.engine import create_engine

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.app import LabelBotApp, build_application, polling
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 from bot.settings import Settings
 from storage.engine import create_engine, execute_autocommit
 from storage.migrate import upgrade

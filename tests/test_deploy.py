@@ -37,7 +37,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from bot.cli import build_parser
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 from bot.settings import Settings
 from tests.conftest import IN_CI
 

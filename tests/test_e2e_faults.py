@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
+from telegram.error import NetworkError
 
 from bot.app import LabelBotApp
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 from storage.models import Answer
 from tests.conftest import Clock, running_bot
 from tests.factories import make_spec
@@ -28,9 +30,11 @@ async def test_a_failed_send_is_logged_and_the_worker_can_go_on(
     await ann.send_text("/start")
     first = await ann.wait_for("Item 1")
     telegram.fail_next("sendMessage", 500, chat_id=201)  # the next item is lost on the way
-    await ann.press("positive", message_id=first["message_id"])
+    tap = await ann.press("positive", message_id=first["message_id"])
     await ann.wait_for("something went wrong")  # told, and asked to go on
-    assert "update" in caplog.text and "failed" in caplog.text
+    [logged] = [r for r in caplog.records if r.name == "bot.app" and r.levelno >= logging.WARNING]
+    assert (logged.levelno, logged.getMessage()) == (logging.ERROR, f"update {tap} failed")
+    assert logged.exc_info is not None and isinstance(logged.exc_info[1], NetworkError)
     assert not any("Item 2" in text for text in ann.texts())
 
     await ann.send_text("/next")  # as the message says

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.app import LabelBotApp
-from bot.fake_telegram import FakeTelegram, FakeUser
+from bot.fakegram import FakeTelegram, FakeUser
 from storage.models import Dispute
 from tests.factories import LABELS, make_spec
-from tests.test_e2e_worker import store_of
+from tests.test_e2e_worker import newer_than, settled, store_of
 
 
 def shape(params: dict[str, Any]) -> tuple[object, ...]:
@@ -39,7 +39,7 @@ async def tap(user: FakeUser, label: str) -> dict[str, Any]:
         lambda m: "reply_markup" in m and m.get("text", "").startswith("Item")
     )
     await user.press(label, message_id=item["message_id"])
-    await user.wait_for(lambda m, mid=item["message_id"]: m["message_id"] > mid)
+    await user.wait_for(newer_than(item))
     return item
 
 
@@ -77,7 +77,7 @@ async def test_wrong_gold_answer_explains_and_can_be_disputed_with_a_reason(
     assert asked.params["reply_markup"]["force_reply"] is True  # the phone opens a reply
     await ann.send_text("It reads as neutral to me", reply_to=prompt)
     await ann.wait_for("a coordinator will review")
-    await telegram.wait_idle()
+    await settled(bot, telegram)
     async with store_of(bot).sessions() as session:
         dispute = (await session.scalars(select(Dispute))).one()
     assert dispute.reason == "It reads as neutral to me"
@@ -111,7 +111,7 @@ async def test_qualification_pass_then_real_items(bot: LabelBotApp, telegram: Fa
         )
         control = int(item["text"].split("\n\n")[1].split()[-1])
         await ann.press(LABELS[control % 2], message_id=item["message_id"])  # the right answer
-        await ann.wait_for(lambda m, mid=item["message_id"]: m["message_id"] > mid)
+        await ann.wait_for(newer_than(item))
     assert "Training question. ✅ Right: “" in (await ann.wait_for("Training question"))["text"]
     await ann.wait_for("You passed the training")
     real = await ann.wait_for(lambda m: "text number" in m.get("text", ""))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
 from bot.app import LabelBotApp
-from bot.fake_telegram import FakeTelegram, FakeUser
+from bot.fakegram import FakeTelegram, FakeUser
 from handlers.services import Services
 from storage.models import Answer, LedgerEntry, Worker, WorkerStatus
 from tests.conftest import Clock
@@ -23,9 +26,22 @@ def store_of(bot: LabelBotApp) -> Any:
     return services.store
 
 
+async def settled(bot: LabelBotApp, telegram: FakeTelegram) -> None:
+    """Wait until the bot has fetched every update sent so far and finished handling each."""
+    await telegram.wait_idle()
+    # The poller confirms updates as it queues them; the queue counts each done once handled.
+    async with asyncio.timeout(5):
+        await bot.update_queue.join()
+
+
 async def answers_in_db(bot: LabelBotApp) -> int:
     async with store_of(bot).sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(Answer)) or 0)
+
+
+def newer_than(message: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Matches the bot's messages sent after ``message``."""
+    return lambda later: later["message_id"] > message["message_id"]
 
 
 def item_messages(user: FakeUser) -> list[dict[str, Any]]:
@@ -43,7 +59,7 @@ async def label_until_done(user: FakeUser, choose: str = LABELS[0], limit: int =
             return taps
         await user.press(choose, message_id=last["message_id"])
         taps += 1
-        await user.wait_for(lambda m, mid=last["message_id"]: m["message_id"] > mid or False)
+        await user.wait_for(newer_than(last))
     raise AssertionError("the worker never reached the end")
 
 
@@ -102,7 +118,7 @@ async def test_same_update_twice_and_double_tap_store_one_answer(
     await ann.press_data(
         item["reply_markup"]["inline_keyboard"][0][0]["callback_data"], item["message_id"]
     )
-    await telegram.wait_idle()
+    await settled(bot, telegram)
 
     assert await answers_in_db(bot) == 1
     assert ann.alerts[-1]["text"] == "Already recorded – thanks!"
@@ -127,7 +143,7 @@ async def test_retap_after_no_reaction_shows_the_choice_and_current_item_again(
     clock.advance(seconds=30)
     await ann.press_data(data, first["message_id"])
     again = await ann.wait_for(lambda m: m["message_id"] > second["message_id"])
-    await telegram.wait_idle()
+    await settled(bot, telegram)
 
     assert again["text"] == second["text"]  # the same lease, shown again
     assert again["reply_markup"] == second["reply_markup"]
@@ -151,7 +167,7 @@ async def test_forged_and_foreign_buttons_get_an_alert(
     await bob.press_data(ann_data, bob_item["message_id"])
     assert (await bob.wait_alert())["text"] == "This button belongs to someone else's item."
     await ann.press_data("garbage", ann_item["message_id"])
-    await telegram.wait_idle()
+    await settled(bot, telegram)
     assert len([a for a in ann.alerts if a.get("show_alert")]) == 2
     assert await answers_in_db(bot) == 0
 
@@ -159,16 +175,26 @@ async def test_forged_and_foreign_buttons_get_an_alert(
 async def test_gold_answer_never_leaves_the_server_before_the_tap(
     bot: LabelBotApp, telegram: FakeTelegram
 ) -> None:
-    await store_of(bot).load_taskset(make_spec(items=0, gold=4, overlap=1, gold_ratio=1.0))
+    spec = make_spec(items=0, gold=4, overlap=1, gold_ratio=1.0)
+    await store_of(bot).load_taskset(spec)
+    controls = {str(item.text): (str(item.gold), str(item.explanation)) for item in spec.items}
     ann = telegram.user(51, "Ann")
     await ann.send_text("/start")
-    item = await ann.wait_for("Item 1")
-    sent = json.dumps([call.params for call in telegram.calls])
-    assert "why 0" not in sent and "why 1" not in sent  # explanations
-    assert item["text"].startswith("Item 1")
-    for row in item["reply_markup"]["inline_keyboard"]:
-        for button in row:
-            assert button["callback_data"].split(":")[1] not in LABELS
+
+    explained: set[str] = set()
+    for number in range(1, len(controls) + 1):
+        item = await ann.wait_for(f"Item {number}\n")
+        label, explanation = controls[item["text"].split("\n\n")[1]]
+        sent = json.dumps([call.params for call in telegram.calls])
+        assert {why for _, why in controls.values() if why in sent} == explained
+        assert label not in item["text"]
+        # Every answer button is a lease token and a choice index: no label, no gold marker.
+        data = [b["callback_data"] for row in item["reply_markup"]["inline_keyboard"] for b in row]
+        assert [re.sub(r"^a:[\w-]+:", "", d) for d in data] == ["0", "1", "2", "s", "u"]
+        assert len({d.split(":")[1] for d in data}) == 1
+        await ann.press("neutral", message_id=item["message_id"])
+        await ann.wait_for(explanation)
+        explained.add(explanation)
 
 
 async def test_blocked_worker_is_marked_inactive(bot: LabelBotApp, telegram: FakeTelegram) -> None:
@@ -178,7 +204,7 @@ async def test_blocked_worker_is_marked_inactive(bot: LabelBotApp, telegram: Fak
     item = await ann.wait_for("Item 1")
     telegram.block(61)
     await ann.press("positive", message_id=item["message_id"])
-    await telegram.wait_idle()
+    await settled(bot, telegram)
     async with store_of(bot).sessions() as session:
         status = await session.scalar(select(Worker.status).where(Worker.id == 61))
     assert status == WorkerStatus.INACTIVE

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -29,8 +29,9 @@ from telegram.ext import (
     filters,
 )
 
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 from bot.transport import TransportKind, build_requests
+from tests.test_e2e_worker import settled
 
 TOKEN = "123456:TEST-TOKEN"
 USER_ID = 1001
@@ -186,15 +187,13 @@ async def test_long_poll_returns_as_soon_as_an_update_arrives(
     telegram: FakeTelegram, bot: Bot
 ) -> None:
     ann = telegram.user(USER_ID)
-    started = time.monotonic()
-    poll = asyncio.create_task(bot.get_updates(timeout=10))
-    await asyncio.sleep(0.1)
+    poll = asyncio.create_task(bot.get_updates(timeout=30))
+    await telegram.wait_long_poll()
 
     await ann.send_text("wake up")
-    updates = await asyncio.wait_for(poll, 2)
+    updates = await asyncio.wait_for(poll, 10)  # a third of the poll's own timeout
 
     assert [u.message.text for u in updates if u.message] == ["wake up"]
-    assert time.monotonic() - started < 2
 
 
 async def test_allowed_updates_drops_other_update_types(telegram: FakeTelegram, bot: Bot) -> None:
@@ -381,6 +380,22 @@ async def test_user_document_reaches_the_bot_which_downloads_it(
     assert reply["text"] == 'got tasks.json: b\'{"name": "x"}\''
 
 
+@asynccontextmanager
+async def webhook_receiver(
+    receive: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[str]:
+    """A loopback HTTP server answering POSTs to the URL it yields with ``receive``."""
+    receiver = web.Application()
+    receiver.router.add_post("/hook", receive)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    finally:
+        await runner.cleanup()
+
+
 async def test_webhook_receives_updates_with_the_secret_header(
     telegram: FakeTelegram, bot: Bot
 ) -> None:
@@ -392,41 +407,33 @@ async def test_webhook_receives_updates_with_the_secret_header(
         )
         return web.Response()
 
-    receiver = web.Application()
-    receiver.router.add_post("/hook", receive)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
+    async with webhook_receiver(receive) as url:
         ann = telegram.user(USER_ID)
-        await bot.set_webhook(f"http://127.0.0.1:{port}/hook", secret_token="s3cret")
+        await bot.set_webhook(url, secret_token="s3cret")
 
         update_id = await ann.send_text("via webhook")
-        secret, update = await asyncio.wait_for(received.get(), 2)
+        secret, update = await asyncio.wait_for(received.get(), 10)
 
         assert secret == "s3cret"
         assert update["update_id"] == update_id
-        assert (await bot.get_webhook_info()).url == f"http://127.0.0.1:{port}/hook"
+        assert (await bot.get_webhook_info()).url == url
         with pytest.raises(Conflict, match="webhook is active"):
             await bot.get_updates()
         await bot.delete_webhook()
         await ann.send_text("via polling")
         assert [u.message.text for u in await bot.get_updates() if u.message] == ["via polling"]
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_second_poller_terminates_the_first(telegram: FakeTelegram, bot: Bot) -> None:
-    first = asyncio.create_task(bot.get_updates(timeout=5))
-    await asyncio.sleep(0.1)
+    first = asyncio.create_task(bot.get_updates(timeout=30))
+    await telegram.wait_long_poll()
 
     # A second bot instance with the same token, as when two processes run by mistake.
     async with Bot(TOKEN, base_url=telegram.base_url) as twin:
         assert await twin.get_updates(timeout=0) == ()
 
     with pytest.raises(Conflict, match="terminated by other getUpdates request"):
-        await asyncio.wait_for(first, 2)
+        await asyncio.wait_for(first, 10)
 
 
 async def test_redelivered_update_reaches_the_bot_again(
@@ -436,10 +443,10 @@ async def test_redelivered_update_reaches_the_bot_again(
     ann = telegram.user(USER_ID)
     update_id = await ann.send_text("once")
     await ann.wait_for("echo: once")
-    await telegram.wait_idle()
+    await settled(polling_app, telegram)
 
     assert telegram.redeliver(update_id) == update_id
-    await telegram.wait_idle()
+    await settled(polling_app, telegram)
 
     assert ann.texts() == ["echo: once", "echo: once"]
 
@@ -516,8 +523,34 @@ async def test_calls_record_decoded_params(telegram: FakeTelegram, bot: Bot) -> 
     }
 
 
-async def test_wait_idle_times_out_while_updates_are_unfetched(telegram: FakeTelegram) -> None:
-    await telegram.user(USER_ID).send_text("nobody polls")
+async def test_wait_idle_waits_until_the_bot_confirms_every_update(
+    telegram: FakeTelegram, bot: Bot
+) -> None:
+    update_id = await telegram.user(USER_ID).send_text("hello")
+    await bot.get_updates()  # fetched but not confirmed: the bot may not have it yet
 
     with pytest.raises(TimeoutError, match="1 updates pending"):
         await telegram.wait_idle(timeout=0.2)
+    idle = asyncio.create_task(telegram.wait_idle())
+    await bot.get_updates(offset=update_id + 1)
+    await idle
+
+
+async def test_wait_idle_waits_until_the_webhook_answers(telegram: FakeTelegram, bot: Bot) -> None:
+    posted, answer = asyncio.Event(), asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        posted.set()
+        await answer.wait()
+        return web.Response()
+
+    async with webhook_receiver(receive) as url:
+        await bot.set_webhook(url)
+        await telegram.user(USER_ID).send_text("hello")
+        await asyncio.wait_for(posted.wait(), 10)
+
+        idle = asyncio.create_task(telegram.wait_idle())
+        done, _ = await asyncio.wait({idle}, timeout=0.2)
+        answer.set()
+        assert not done, "idle while the webhook has not answered"
+        await idle

@@ -8,7 +8,7 @@ import pytest
 from telegram.error import BadRequest, Forbidden, RetryAfter
 from telegram.ext import AIORateLimiter
 
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 from bot.transport import build_requests
 from handlers.labeling_bot import Button, InlineKeyboard, LabelingBot
 

@@ -11,7 +11,7 @@ import pytest
 from telegram import Update
 
 from bot.app import HANDLER_MODULES, build_application
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 from bot.settings import Settings
 from handlers import registry
 from handlers.registry import ButtonRoute, Routes

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from benchmarks.load import (
     wait_for_webhooks,
     webhook_environment,
 )
-from bot.fake_telegram import FakeTelegram
+from bot.fakegram import FakeTelegram
 from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.store import LabelStore
