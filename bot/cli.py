@@ -1,4 +1,4 @@
-"""The ``labelbot`` command line (see DESIGN.md for the contract)."""
+"""The ``labelbot`` command line (README, "Command line", is its contract)."""
 
 from __future__ import annotations
 
@@ -272,7 +272,7 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"labelbot: {error}", file=sys.stderr)
         return EXIT_INVALID
     if accuracy is not None:
-        # After the rows, on stdout as DESIGN.md has it; without --gold stdout is pure CSV.
+        # After the rows, on stdout as the README has it; without --gold stdout is pure CSV.
         print(f"accuracy on gold items: {accuracy:.4f}")
     return 0
 

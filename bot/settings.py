@@ -1,4 +1,4 @@
-"""Settings from the environment (prefix ``LABELBOT_``) and ``.env``; see DESIGN.md."""
+"""Settings from the environment (prefix ``LABELBOT_``) and ``.env``; the README lists them."""
 
 from __future__ import annotations
 
