@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Telegram's rule for setWebhook's secret_token, which comes back in every update's header.
+WEBHOOK_SECRET_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def is_valid_webhook_secret(secret: str) -> bool:
+    return WEBHOOK_SECRET_PATTERN.fullmatch(secret) is not None
 
 
 class Settings(BaseSettings):
@@ -39,6 +47,22 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "LABELBOT_COORDINATORS must be comma-separated numeric ids"
                 ) from None
+        return value
+
+    @field_validator("bot_token", "webhook_secret")
+    @classmethod
+    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        # `VAR=` in .env or compose's `${VAR:-}` gives "": no secret, not an empty one.
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_accepts_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not is_valid_webhook_secret(value.get_secret_value()):
+            raise ValueError(
+                "LABELBOT_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(Telegram's rule), e.g. the output of `openssl rand -hex 32`"
+            )
         return value
 
     @model_validator(mode="after")
