@@ -223,7 +223,7 @@ class Crowd:
         finally:
             flooding.cancel()
         # The phase is over when the bot has done everything it was sent (queued replies too).
-        await self.telegram.wait_idle(timeout=IDLE_TIMEOUT)
+        await self.telegram.wait_idle(timeout=IDLE_TIMEOUT, quiet=0.05)
         bot_cpu = cpu_seconds(self.bot.pid) - cpu_before
         replies = sum(
             call.params.get("chat_id") == self.flooder.id

@@ -39,7 +39,7 @@ async def tap(user: FakeUser, label: str) -> dict[str, Any]:
         lambda m: "reply_markup" in m and m.get("text", "").startswith("Item")
     )
     await user.press(label, message_id=item["message_id"])
-    await user.wait_for(newer_than(item))
+    await user.wait_for(newer_than(item["message_id"]))
     return item
 
 
@@ -111,7 +111,7 @@ async def test_qualification_pass_then_real_items(bot: LabelBotApp, telegram: Fa
         )
         control = int(item["text"].split("\n\n")[1].split()[-1])
         await ann.press(LABELS[control % 2], message_id=item["message_id"])  # the right answer
-        await ann.wait_for(newer_than(item))
+        await ann.wait_for(newer_than(item["message_id"]))
     assert "Training question. ✅ Right: “" in (await ann.wait_for("Training question"))["text"]
     await ann.wait_for("You passed the training")
     real = await ann.wait_for(lambda m: "text number" in m.get("text", ""))

@@ -39,9 +39,9 @@ async def answers_in_db(bot: LabelBotApp) -> int:
         return int(await session.scalar(select(func.count()).select_from(Answer)) or 0)
 
 
-def newer_than(message: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
-    """Matches the bot's messages sent after ``message``."""
-    return lambda later: later["message_id"] > message["message_id"]
+def newer_than(message_id: int) -> Callable[[dict[str, Any]], bool]:
+    """Matches the bot's messages sent after message ``message_id``."""
+    return lambda message: message["message_id"] > message_id
 
 
 def item_messages(user: FakeUser) -> list[dict[str, Any]]:
@@ -59,7 +59,7 @@ async def label_until_done(user: FakeUser, choose: str = LABELS[0], limit: int =
             return taps
         await user.press(choose, message_id=last["message_id"])
         taps += 1
-        await user.wait_for(newer_than(last))
+        await user.wait_for(newer_than(last["message_id"]))
     raise AssertionError("the worker never reached the end")
 
 

@@ -536,6 +536,16 @@ async def test_wait_idle_waits_until_the_bot_confirms_every_update(
     await idle
 
 
+async def test_wait_idle_with_quiet_also_waits_for_a_pause_in_requests(
+    telegram: FakeTelegram, bot: Bot
+) -> None:
+    await bot.get_me()
+
+    with pytest.raises(TimeoutError, match="0 updates pending, 0 requests in flight"):
+        await telegram.wait_idle(timeout=0.2, quiet=10)
+    await telegram.wait_idle(quiet=0.1)
+
+
 async def test_wait_idle_waits_until_the_webhook_answers(telegram: FakeTelegram, bot: Bot) -> None:
     posted, answer = asyncio.Event(), asyncio.Event()
 

@@ -51,6 +51,7 @@ class FakeTelegram:
         self._progress = Signal()
         self._updates = UpdateQueue(self._progress)
         self._in_flight = 0  # requests being served, parked long polls included
+        self._last_request = time.monotonic()  # when one last began or ended
         self._runner: web.AppRunner | None = None
         self._methods: dict[str, MethodHandler] = {
             name.lower(): handler
@@ -179,20 +180,31 @@ class FakeTelegram:
         """Store a file as if a user had uploaded it; returns its Document object."""
         return self._files.add(content, file_name, mime_type, "documents").media("document", {})
 
-    async def wait_idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_idle(self, timeout: float = 5.0, *, quiet: float = 0.0) -> None:  # noqa: ASYNC109
         """Wait until the bot has caught up: every pushed update was confirmed by a getUpdates
         offset or answered by the webhook, and no request is being served (parked long polls
         aside).
 
         A webhook bot answers an update once it has handled it, so that is the end of its work.
         A polling bot confirms updates when it fetches the next ones, before its handlers ran:
-        wait for its own queue as well (PTB: ``await application.update_queue.join()``).
+        in the same process, wait for its own queue as well (PTB:
+        ``await application.update_queue.join()``). A bot in another process shows no sign of
+        that work (handlers between two calls, replies held by a rate limiter); ``quiet`` then
+        also asks for that many seconds in which no request began or ended.
         """
-        if not await self._progress.wait_until(self._idle, timeout):
-            raise TimeoutError(
-                f"not idle after {timeout}s: {self._updates.undelivered} updates pending, "
-                f"{self._in_flight - self._updates.parked_polls} requests in flight"
-            )
+        deadline = time.monotonic() + timeout
+        while await self._progress.wait_until(self._idle, deadline - time.monotonic()):
+            now = time.monotonic()
+            if now - self._last_request >= quiet:
+                return
+            if now >= deadline:
+                break
+            # A request meanwhile fires the signal, and the count starts anew from its end.
+            await self._progress.wait(min(self._last_request + quiet, deadline) - now)
+        raise TimeoutError(
+            f"not idle after {timeout}s: {self._updates.undelivered} updates pending, "
+            f"{self._in_flight - self._updates.parked_polls} requests in flight"
+        )
 
     async def wait_long_poll(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait until a getUpdates call is parked, waiting for an update to arrive."""
@@ -226,6 +238,7 @@ class FakeTelegram:
         if handler is None:
             return ApiError(404, "Not Found").response()
         self._in_flight += 1
+        self._last_request = time.monotonic()
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
@@ -235,6 +248,7 @@ class FakeTelegram:
             return error.response()
         finally:
             self._in_flight -= 1
+            self._last_request = time.monotonic()
             self._progress.fire()
         return web.json_response({"ok": True, "result": result})
 
