@@ -38,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -103,6 +104,7 @@ class Sample:
     flooder_answers: int
     flooder_notices: int
     honest_slowed: int
+    calls: Counter[str]  # Bot API calls by method, the flooder's and everyone else's
 
     @property
     def p50(self) -> float:
@@ -225,10 +227,8 @@ class Crowd:
         # The phase is over when the bot has done everything it was sent (queued replies too).
         await self.telegram.wait_idle(timeout=IDLE_TIMEOUT, quiet=0.05)
         bot_cpu = cpu_seconds(self.bot.pid) - cpu_before
-        replies = sum(
-            call.params.get("chat_id") == self.flooder.id
-            for call in self.telegram.calls[calls_before:]
-        )
+        calls = self.telegram.calls[calls_before:]
+        replies = sum(call.params.get("chat_id") == self.flooder.id for call in calls)
         return Sample(
             latencies=latencies,
             seconds=seconds,
@@ -237,6 +237,7 @@ class Crowd:
             flooder_answers=len(self.flooder.alerts) - answers_before,
             flooder_notices=self.flooder.texts().count(SLOW_DOWN) - notices_before,
             honest_slowed=self.slowed() - slowed_before,
+            calls=Counter(call.method for call in calls),
         )
 
 
@@ -275,7 +276,10 @@ def describe(contender: Contender, phase: str, sample: Sample) -> str:
         f"p95 {sample.p95:.3f} s over {len(sample.latencies)} taps; flooder "
         f"{sample.replies_per_second:.2f} replies/s, {sample.flooder_answers} callback answers, "
         f"{sample.flooder_notices} slow-down notice(s); honest taps slowed {sample.honest_slowed}; "
-        f"bot CPU {sample.cpu_per_second:.0%} of a core"
+        f"bot CPU {sample.cpu_per_second:.0%} of a core; Bot API calls/s: "
+        + ", ".join(
+            f"{method} {n / sample.seconds:.1f}" for method, n in sample.calls.most_common()
+        )
     )
 
 

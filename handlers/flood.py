@@ -4,9 +4,10 @@ A person tapping through items manages one or two taps a second; a script can se
 updates. Each user has a bucket of ``BURST`` tokens that refills at ``rate`` tokens a second
 (``LABELBOT_FLOOD_RATE``, 3 by default: half as much again as the fastest honest labeling). An
 update that finds no token is dropped in a handler group that runs before all others, so it
-never reaches the database. The sender hears about it at most once per ``NOTICE_SECONDS``; a
-dropped tap on a button always gets its callback answered (the phone stops spinning) with a
-"slow down" alert, and as nothing was stored the item keeps its buttons for the next tap.
+never reaches the database. A dropped tap on a button always gets its callback answered (the
+phone stops spinning) with a "slow down" alert; nothing was stored, so the item keeps its buttons
+and the next tap counts. Other dropped updates go unanswered, except that the first drop in
+``NOTICE_SECONDS`` gets one "slow down" message (unless that drop was a tap: its alert said it).
 
 The buckets live in the process: with several processes each keeps its own.
 """
@@ -40,6 +41,8 @@ GROUP = -1
 
 
 class Verdict(Enum):
+    """What to do with one update."""
+
     PASS = auto()
     DROP = auto()
     DROP_AND_TELL = auto()  # the first drop in NOTICE_SECONDS: say "slow down" this time
@@ -145,8 +148,8 @@ class FloodGuard:
 
 
 def register(application: LabelBotApp, rate: float, clock: Callable[[], datetime]) -> None:
-    """Put the guard in front of every handler group, on the application's clock; ``rate`` 0
-    leaves it out."""
+    """Put the guard in front of every handler group; ``rate`` 0 leaves it out. It reads the
+    application's clock, which tests drive by hand as they do for leases."""
     if rate == 0:
         return
     limiter = FloodLimiter(rate, clock=lambda: clock().timestamp())
