@@ -1,19 +1,41 @@
-"""``labelbot demo``: the whole loop offline, through the real Application.
+"""``labelbot demo``: a reproducible labeling experiment, offline, through the real Application.
 
-An embedded fake Telegram, the sample sentiment task set with gold items, and a simulated crowd
-(careful, average and careless workers, and spammers) tapping buttons like people do. At the end:
-who was suspended and why, the leaderboard, per-worker accuracy, and how close the aggregated
-labels come to the hidden truth with and without the quality controls.
+An embedded fake Telegram, the demo sample of tweets with gold questions, and a simulated crowd
+of 15: careful, average and careless workers, and three spammers, who tap the inline buttons of
+the real bot. A simulated clock drives the crowd: each worker taps when their reading time is
+up, one tap at a time, and the next tap waits for the bot's reply. There is no race, so a seed
+gives the same run, the same numbers and the same exports on every machine and on both
+databases, and the answer times the quality rules judge are the simulated ones.
+
+The last line scores three labelings of the regular (non-gold) items against the hidden truth.
+All three are plain majority votes, so they differ only in whose answers count:
+
+- ``quality-controls``: the labels the demo exports. The answers of suspended workers are left
+  out, and each item they labeled was answered once more by someone else.
+- ``honest-crowd``: the same, had every spammer been an average worker. Each spammer's answer
+  becomes the answer an average worker gives to that item (drawn with the same seed), and as
+  an average worker is not suspended, their items ask for no extra answer: each item keeps
+  its first three answers.
+- ``majority-vote``: each item's first three answers as they came, spammers' included: what
+  this crowd gives without quality controls.
+
+The controls pay off when quality-controls beats majority-vote and comes within a point of
+honest-crowd: then the spammers cost next to nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
+import dataclasses
+import heapq
+import json
+import math
 import random
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from datetime import UTC, datetime, timedelta
+from functools import cached_property, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,50 +50,121 @@ from bot.fakegram import FakeTelegram, FakeUser
 from bot.settings import Settings
 from handlers.services import Services
 from storage.engine import create_engine
-from storage.exports import code_answers, export_taskset, quality_report
+from storage.exports import code_answers, export_taskset
 from storage.migrate import upgrade
-from storage.store import LabelStore
+from storage.store import LabelStore, StoredAnswer, StoredItem
 from tasksets.aggregation import aggregate
 from tasksets.money import format_money
 from tasksets.parsing import parse_taskset_bytes
-from tasksets.quality import QualityRules
+from tasksets.spec import TaskSetSpec
 
-SAMPLE = "sentiment.json"
-TRUTH = "sentiment_truth.csv"
-TERMINAL = ("All done", "paused", "can't offer you")
-DEMO_RULES = QualityRules(
-    min_gold_answers=3, min_median_seconds=0.25, min_answers_for_speed=8, dominant_window=10
-)
+SAMPLE = "sentiment-demo.json"
+TRUTH = "sentiment-demo_truth.csv"
+EXIT_NOT_EMPTY = 2
+FIRST_WORKER_ID = 1000
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the simulated clock's first reading
+# The bot's word that a worker gets no more items: all done, or suspended.
+TERMINAL = ("All done", "paused")
 
 
 @dataclass(frozen=True)
 class Persona:
-    name: str
+    """How a simulated worker labels: the true label with probability ``accuracy`` (otherwise
+    one of the other labels at random), after a reading time of about ``seconds``. A spammer
+    with a ``favourite`` taps that label whatever the item says."""
+
     kind: str
-    accuracy: float  # chance of tapping the true label
-    think_seconds: float  # how long they read an item
-    favourite: str | None = None  # a spammer's one label
+    accuracy: float
+    seconds: float
+    favourite: str | None = None
+
+    def answer(self, truth: str, labels: Sequence[str], rng: random.Random) -> str:
+        if self.favourite is not None:
+            return self.favourite
+        if rng.random() < self.accuracy:
+            return truth
+        return rng.choice([label for label in labels if label != truth])
+
+    def reading_ms(self, rng: random.Random) -> int:
+        # Log-normal: most answers take about the typical time, a few take much longer.
+        return max(1, round(1000 * rng.lognormvariate(math.log(self.seconds), 0.4)))
 
 
-CROWD = [
-    Persona("Alice", "careful", 0.96, 0.40),
-    Persona("Bashir", "careful", 0.92, 0.35),
-    Persona("Chen", "average", 0.82, 0.30),
-    Persona("Dana", "average", 0.78, 0.30),
-    Persona("Emeka", "careless", 0.55, 0.30),
-    Persona("Farah", "average", 0.85, 0.35),
-    Persona("Gus", "spammer", 0.0, 0.02, favourite="positive"),
-    Persona("Hiro", "spammer", 0.0, 0.02, favourite="neutral"),
-]
+CAREFUL = Persona("careful", 0.95, 9.0)
+AVERAGE = Persona("average", 0.85, 6.0)
+CARELESS = Persona("careless", 0.65, 3.0)
+# Worker ids follow this order from FIRST_WORKER_ID. The spammers are fast, each in a way one
+# rule catches: too fast to read, always the same label, or no better than chance on gold.
+CROWD: tuple[tuple[str, Persona], ...] = (
+    ("Alice", CAREFUL),
+    ("Bashir", CAREFUL),
+    ("Chen", CAREFUL),
+    ("Dana", AVERAGE),
+    ("Emeka", AVERAGE),
+    ("Farah", AVERAGE),
+    ("Gus", AVERAGE),
+    ("Hiro", AVERAGE),
+    ("Ines", AVERAGE),
+    ("Jonas", AVERAGE),
+    ("Kofi", CARELESS),
+    ("Lena", CARELESS),
+    ("Mateo", Persona("spammer", 1 / 3, 0.6)),  # with three labels, 1 in 3 right is random
+    ("Nadia", Persona("spammer", 0.0, 1.5, favourite="positive")),
+    ("Omar", Persona("spammer", 1 / 3, 2.0)),
+)
 
 
-def sample_bytes(name: str) -> bytes:
-    return resources.files("tasksets").joinpath("samples", name).read_bytes()
+def member(worker_id: int) -> tuple[str, Persona]:
+    return CROWD[worker_id - FIRST_WORKER_ID]
 
 
-def hidden_truth() -> dict[str, str]:
-    rows = csv.DictReader(sample_bytes(TRUTH).decode().splitlines())
-    return {row["item"]: row["truth"] for row in rows}
+def answer_rng(seed: int, worker: str, item_id: str) -> random.Random:
+    """The chance behind one worker's answer to one item. It depends on nothing else, not on
+    the order the bot hands items out in, so the honest-crowd figure can give a spammer's seat
+    the answer an average worker would have given there."""
+    return random.Random(f"{seed}/{worker}/{item_id}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    spec: TaskSetSpec
+    truth: dict[str, str]  # item id -> true label, for gold and regular items
+
+    @cached_property
+    def item_by_text(self) -> dict[str, str]:
+        return {item.text or "": item.id for item in self.spec.items}
+
+    @cached_property
+    def regular(self) -> frozenset[str]:
+        return frozenset(item.id for item in self.spec.items if item.gold is None)
+
+    @cached_property
+    def button_text(self) -> dict[str, str]:
+        return {label.value: label.text for label in self.spec.labels}
+
+    def accuracy(self, labeled: dict[str, str]) -> float:
+        """Share of the regular items labeled with their true label (unlabeled counts as wrong)."""
+        hits = sum(labeled.get(item_id) == self.truth[item_id] for item_id in self.regular)
+        return hits / len(self.regular)
+
+
+def load_sample() -> Sample:
+    samples = resources.files("tasksets").joinpath("samples")
+    rows = csv.DictReader(samples.joinpath(TRUTH).read_text(encoding="utf-8").splitlines())
+    return Sample(
+        parse_taskset_bytes(samples.joinpath(SAMPLE).read_bytes(), "json"),
+        {row["item"]: row["truth"] for row in rows},
+    )
+
+
+class SimulatedClock:
+    """The bot's clock: the simulation sets it to the moment of each tap."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def is_next_step(message: dict[str, Any], *, after: int) -> bool:
@@ -85,193 +178,273 @@ def is_next_step(message: dict[str, Any], *, after: int) -> bool:
 
 
 class SimulatedWorker:
-    """Reads the newest item, thinks, taps; stops when the bot says there is no more work."""
+    """A persona at a phone: reads the item on screen, taps a label, waits for the bot."""
 
-    def __init__(self, user: FakeUser, persona: Persona, truth_by_text: dict[str, str], seed: int):
-        self.user, self.persona, self.truth_by_text = user, persona, truth_by_text
-        self.rng = random.Random(seed)
-        self.taps = 0
-        self.ending = ""
+    def __init__(self, user: FakeUser, persona: Persona, sample: Sample, seed: int) -> None:
+        self.user, self.persona, self.sample, self.seed = user, persona, sample, seed
+        self.name = user.first_name
+        self.timing = random.Random(f"{seed}/{self.name}/timing")
+        self.item: dict[str, Any] = {}  # the item message on screen
+        self.regular_answers = 0
+        self.ending = ""  # the bot's last word to this worker
 
-    def choose(self, message: dict[str, Any]) -> str:
-        buttons = [b for row in message["reply_markup"]["inline_keyboard"] for b in row]
-        label_buttons = buttons[:-2]  # the last two are Skip and Not sure
-        if self.persona.favourite is not None:
-            wanted = self.persona.favourite
-        else:
-            body = message.get("text") or message.get("caption") or ""
-            truth = next((t for text, t in self.truth_by_text.items() if text in body), None)
-            other = [b for b in label_buttons if b["callback_data"]]
-            if truth is None or self.rng.random() > self.persona.accuracy:
-                return str(self.rng.choice(other)["text"])
-            wanted = truth
-        # Button texts carry an emoji; the value is the last word, lower-cased.
-        for button in label_buttons:
-            if button["text"].split()[-1].lower() == wanted:
-                return str(button["text"])
-        return str(label_buttons[0]["text"])
+    @property
+    def suspended(self) -> bool:
+        return "paused" in self.ending
 
-    async def run(self, on_tap: Callable[[str], None]) -> None:
-        await self.user.send_text("/start")
-        seen = 0
-        while True:
-            message = await self.user.wait_for(partial(is_next_step, after=seen), timeout=30)
-            seen = message["message_id"]
-            if "reply_markup" not in message:
-                self.ending = message["text"]
-                return
-            await asyncio.sleep(self.persona.think_seconds * self.rng.uniform(0.7, 1.3))
-            await self.user.press(self.choose(message), message_id=seen)
-            self.taps += 1
-            on_tap(message.get("text") or message.get("caption") or "")
+    def reading_ms(self) -> int:
+        return self.persona.reading_ms(self.timing)
+
+    async def start(self) -> bool:
+        """Open the deep link to the set; True when the bot served an item."""
+        await self.user.send_text(f"/start {self.sample.spec.name}")
+        return await self._next_step(after=0)
+
+    async def tap(self) -> tuple[str, bool]:
+        """Answer the item on screen; returns its id and whether the bot served another."""
+        message_id = self.item["message_id"]
+        # The body is "Item N", the tweet and the question, in paragraphs.
+        item_id = self.sample.item_by_text[self.item["text"].split("\n\n")[1]]
+        label = self.persona.answer(
+            self.sample.truth[item_id],
+            self.sample.spec.label_values,
+            answer_rng(self.seed, self.name, item_id),
+        )
+        await self.user.press(self.sample.button_text[label], message_id=message_id)
+        self.regular_answers += item_id in self.sample.regular
+        return item_id, await self._next_step(after=message_id)
+
+    async def _next_step(self, *, after: int) -> bool:
+        message = await self.user.wait_for(partial(is_next_step, after=after), timeout=30)
+        if "reply_markup" in message:
+            self.item = message
+            return True
+        self.ending = message["text"]
+        return False
 
 
-def run_demo(out: Path, *, seed: int = 1) -> int:
-    """Start from an empty demo database in ``out`` and run the loop; returns the exit code."""
+async def crowd_labels(
+    workers: list[SimulatedWorker],
+    clock: SimulatedClock,
+    on_answer: Callable[[SimulatedWorker, str], None],
+) -> timedelta:
+    """Run the crowd in simulated time until nobody gets more items; returns how long it took.
+
+    The tap due first always goes next, and the clock moves on only after the bot's reply, so
+    the bot sees the same taps in the same order at the same simulated moments on every run.
+    """
+    due: list[tuple[int, int, SimulatedWorker]] = []  # (ms after START, tie-break, worker)
+    for order, worker in enumerate(workers):
+        if await worker.start():
+            heapq.heappush(due, (worker.reading_ms(), order, worker))
+    elapsed = 0
+    while due:
+        elapsed, order, worker = heapq.heappop(due)
+        clock.now = START + timedelta(milliseconds=elapsed)
+        item_id, more = await worker.tap()
+        on_answer(worker, item_id)
+        if more:
+            heapq.heappush(due, (elapsed + worker.reading_ms(), order, worker))
+    return timedelta(milliseconds=elapsed)
+
+
+def run_demo(out: Path, *, seed: int = 1, database_url: str | None = None) -> int:
+    """Run the experiment on ``database_url`` (by default a fresh SQLite file in ``out``) and
+    write the exports to ``out``; returns the exit code."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("labelbot-demo.db*"):
-        stale.unlink()
-    return event_loop.run(demo(out, f"sqlite+aiosqlite:///{out / 'labelbot-demo.db'}", seed))
+    if database_url is None:
+        for stale in out.glob("labelbot-demo.db*"):
+            stale.unlink()
+        database_url = f"sqlite+aiosqlite:///{out / 'labelbot-demo.db'}"
+    return event_loop.run(demo(out, database_url, seed))
 
 
-async def demo(out: Path, db_url: str, seed: int) -> int:
-    console = Console(width=max(Console().width, 110))
-    spec = parse_taskset_bytes(sample_bytes(SAMPLE), "json")
-    spec = spec.model_copy(update={"gold_ratio": 0.3, "quality": DEMO_RULES})
-    truth = hidden_truth()
-    truth_by_text = {item.text or "": truth[item.id] for item in spec.items}
+async def demo(out: Path, database_url: str, seed: int) -> int:
+    console = Console(width=max(Console().width, 110), highlight=False)
+    sample = load_sample()
+    spec = sample.spec
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    store = LabelStore(engine, clock=SimulatedClock())
+    try:
+        # Worker ids and answers of an earlier run would change this one's numbers.
+        if await store.taskset_progress():
+            console.print(
+                "labelbot demo: the database already holds task sets; "
+                "give --database-url an empty one"
+            )
+            return EXIT_NOT_EMPTY
+        taskset_id = await store.load_taskset(spec)
+    finally:
+        await store.close()
 
     console.rule("[bold]labelbot demo")
     console.print(
-        f"Task set [bold]{spec.title}[/]: {len(spec.items)} items "
-        f"({sum(i.gold is not None for i in spec.items)} gold), labels "
-        f"{', '.join(spec.label_values)}, overlap {spec.overlap.min}, reward "
-        f"{format_money(spec.reward_minor, spec.currency)} per answer."
+        f"Task set [bold]{spec.title}[/]: {len(sample.regular)} items and "
+        f"{len(spec.items) - len(sample.regular)} gold questions, labels "
+        f"{', '.join(spec.label_values)}, overlap {spec.overlap.min}, "
+        f"{spec.gold_ratio:.0%} of the items served are gold, reward "
+        f"{format_money(spec.reward_minor, spec.currency)} per answer. Seed {seed}."
     )
-    engine = create_engine(db_url)
-    await upgrade(engine)
-    store = LabelStore(engine)
-    taskset_id = await store.load_taskset(spec)
-    await store.close()
+    console.print(f"Crowd of {len(CROWD)}: {describe_crowd()}.")
 
+    clock = SimulatedClock()
     async with FakeTelegram() as telegram:
         settings = Settings(
             bot_token=telegram.token,
-            database_url=db_url,
+            database_url=database_url,
             telegram_base_url=telegram.base_url,
             telegram_base_file_url=telegram.base_file_url,
             rate_limit=0,
         )
-        application = build_application(settings, migrate=False, rng=random.Random(seed))
-        workers = [
-            SimulatedWorker(telegram.user(1000 + n, p.name), p, truth_by_text, seed + n)
-            for n, p in enumerate(CROWD)
-        ]
-        console.print(
-            "Crowd: "
-            + ", ".join(f"{w.persona.name} ({w.persona.kind})" for w in workers)
-            + " — labeling through the real bot on a fake Telegram…"
+        application = build_application(
+            settings, migrate=False, clock=clock, rng=random.Random(seed)
         )
-        gold_texts = {item.text for item in spec.items if item.gold is not None}
-        expected = (len(spec.items) - len(gold_texts)) * spec.overlap.min
+        workers = [
+            SimulatedWorker(telegram.user(FIRST_WORKER_ID + n, name), persona, sample, seed)
+            for n, (name, persona) in enumerate(CROWD)
+        ]
         async with polling(application, poll_timeout=1):
             with Progress(
                 TextColumn("labeling"), BarColumn(), MofNCompleteColumn(), console=console
             ) as progress:
-                task = progress.add_task("taps", total=expected)
+                bar = progress.add_task("answers", total=len(sample.regular) * spec.overlap.min)
 
-                def on_tap(body: str) -> None:
-                    if any(text and text in body for text in gold_texts):
-                        return
-                    # Items a suspended spammer labeled ask for replacement answers.
-                    done = progress.tasks[task].completed + 1
-                    progress.update(task, completed=done, total=max(done, expected))
+                def on_answer(worker: SimulatedWorker, item_id: str) -> None:
+                    progress.advance(bar, 1 if item_id in sample.regular else 0)
+                    if worker.suspended:  # each item they labeled asks for one more answer
+                        total = progress.tasks[bar].total or 0
+                        progress.update(bar, total=total + worker.regular_answers)
 
-                await asyncio.gather(*(w.run(on_tap) for w in workers))
+                took = await crowd_labels(workers, clock, on_answer)
+            console.print(
+                f"The crowd worked for {took.total_seconds() / 60:.0f} simulated minutes."
+            )
             services: Services = application.bot_data
-            await report(console, services.store, taskset_id, workers, truth, out)
+            await report(console, services.store, taskset_id, sample, seed, out)
     return 0
 
 
+def describe_crowd() -> str:
+    kinds: dict[str, list[Persona]] = {}
+    for _name, persona in CROWD:
+        kinds.setdefault(persona.kind, []).append(persona)
+    parts = []
+    for kind, personas in kinds.items():
+        if kind == "spammer":
+            parts.append(f"{len(personas)} spammers (random or one label, under 2 s an item)")
+        else:
+            persona = personas[0]
+            parts.append(
+                f"{len(personas)} {kind} ({persona.accuracy:.0%} right, "
+                f"about {persona.seconds:g} s an item)"
+            )
+    return ", ".join(parts)
+
+
 async def report(
-    console: Console,
-    store: LabelStore,
-    taskset_id: int,
-    workers: list[SimulatedWorker],
-    truth: dict[str, str],
-    out: Path,
+    console: Console, store: LabelStore, taskset_id: int, sample: Sample, seed: int, out: Path
 ) -> None:
     view = await store.view(taskset_id)
-    scores = await store.worker_scores(taskset_id)
-    quality = await quality_report(store, taskset_id)
-    personas = {1000 + n: w.persona for n, w in enumerate(workers)}
     answers = await store.answers_for_export(taskset_id)
+    scores = await store.leaderboard(taskset_id)
     right: dict[int, list[bool]] = {}
     for answer in answers:
         if answer.label is not None:
-            right.setdefault(answer.worker_id, []).append(truth.get(answer.item_id) == answer.label)
+            hit = sample.truth[answer.item_id] == answer.label
+            right.setdefault(answer.worker_id, []).append(hit)
 
-    table = Table(title="Leaderboard and worker quality", title_justify="left")
-    for column in (
-        "#",
-        "worker",
-        "answers",
-        "gold",
-        "gold acc.",
-        "true acc.",
-        "agrees",
-        "median s",
-        "earned",
-        "status",
-    ):
-        table.add_column(column, justify="left" if column in {"worker", "status"} else "right")
-    ranked = sorted(scores, key=lambda s: (s.status != "active", -s.earned_minor))
-    for rank, score in enumerate(ranked, 1):
+    table = Table(title="Leaderboard", title_justify="left")
+    for column in ("#", "worker", "answers", "gold", "gold acc.", "true acc.", "median s"):
+        table.add_column(column, justify="left" if column == "worker" else "right")
+    table.add_column("earned", justify="right")
+    table.add_column("status")
+    for rank, score in enumerate(scores, 1):
         hits = right.get(score.worker_id, [])
-        agrees = quality.agreement.get(score.worker_id)
         table.add_row(
             str(rank),
-            f"{score.name} ({personas[score.worker_id].kind})",
+            f"{score.name} ({member(score.worker_id)[1].kind})",
             str(score.answers),
             f"{score.gold_correct}/{score.gold_answers}",
             f"{score.gold_accuracy:.0%}",
             f"{sum(hits) / len(hits):.0%}" if hits else "-",
-            f"{agrees:.0%}" if agrees is not None else "-",
-            f"{score.median_seconds:.2f}" if score.median_seconds is not None else "-",
+            f"{score.median_seconds:.1f}" if score.median_seconds is not None else "-",
             format_money(score.earned_minor, view.currency),
             str(score.status),
         )
     console.print(table)
-
-    suspended = [s for s in scores if s.status == "suspended"]
+    suspended = [score for score in scores if score.status == "suspended"]
     console.print(f"[bold]Suspended ({len(suspended)}):[/]")
     for score in suspended:
-        console.print(f"  • {score.name} ({personas[score.worker_id].kind}): {score.reason}")
+        console.print(f"  • {score.name} ({member(score.worker_id)[1].kind}): {score.reason}")
 
-    items = await store.items_for_export(taskset_id)
-    labels = [label.value for label in view.labels]
-    regular = [i for i, item in enumerate(items) if item.gold is None]
-
-    def accuracy(controlled: bool, method: Any) -> float:
-        coded = code_answers(items, answers, labels, quality_controlled=controlled)
-        result = aggregate(coded.answers, method, coded.gold if controlled else None)
-        hits = [
-            labels[result.labels[i]] == truth[items[i].item_id]
-            for i in regular
-            if result.labels[i] >= 0
-        ]
-        return sum(hits) / len(regular)
-
-    console.print(
-        f"Aggregated labels vs hidden truth ({len(regular)} non-gold items): "
-        f"majority vote of everyone [bold]{accuracy(False, 'mv'):.0%}[/], "
-        f"with quality controls (suspended workers out, gold-clamped Dawid-Skene) "
-        f"[bold]{accuracy(True, 'ds'):.0%}[/]. Krippendorff's alpha {quality.alpha:.2f}."
-    )
     for fmt in ("csv", "jsonl"):
-        path = out / f"{view.name}.{fmt}"
-        with path.open("w", encoding="utf-8", newline="") as stream:
-            await export_taskset(store, view.name, stream, fmt=fmt, method="ds")
+        with (out / f"{view.name}.{fmt}").open("w", encoding="utf-8", newline="") as stream:
+            await export_taskset(store, view.name, stream, fmt=fmt, method="mv")
     with (out / f"{view.name}-answers.csv").open("w", encoding="utf-8", newline="") as stream:
         await export_taskset(store, view.name, stream, raw=True)
     console.print(f"Results written to [bold]{out}/[/] ({view.name}.csv, .jsonl, -answers.csv).")
+
+    items = await store.items_for_export(taskset_id)
+    labels = [label.value for label in view.labels]
+    overlap = sample.spec.overlap.min
+    with (out / f"{view.name}.jsonl").open(encoding="utf-8") as stream:
+        exported = {row["item_id"]: row["label"] for row in map(json.loads, stream)}
+    suspended_ids = {score.worker_id for score in suspended}
+    honest = first_answers(
+        [
+            honest_answer(answer, sample, seed)
+            for answer in answers
+            if answer.worker_id not in suspended_ids or is_spammer(answer.worker_id)
+        ],
+        overlap,
+    )
+    x = sample.accuracy(majority_vote(items, honest, labels))
+    y = sample.accuracy(majority_vote(items, first_answers(answers, overlap), labels))
+    z = sample.accuracy(exported)
+    console.print(
+        f"Majority-vote labels of the {len(sample.regular)} regular items against the hidden "
+        "truth:\n"
+        "  quality-controls  the export: suspended workers' answers out, their items answered "
+        "again\n"
+        "  honest-crowd      the same had the spammers been average workers\n"
+        "  majority-vote     each item's first three answers, spammers' included, no controls"
+    )
+    console.print(
+        f"accuracy  honest-crowd {x:.1%}  majority-vote {y:.1%}  quality-controls {z:.1%}"
+    )
+
+
+def is_spammer(worker_id: int) -> bool:
+    return member(worker_id)[1].kind == "spammer"
+
+
+def first_answers(answers: list[StoredAnswer], overlap: int) -> list[StoredAnswer]:
+    """The first ``overlap`` labels of each item: what it gets when nobody is suspended."""
+    seen: Counter[str] = Counter()
+    first = []
+    for answer in answers:  # oldest first
+        if answer.label is not None:
+            seen[answer.item_id] += 1
+            if seen[answer.item_id] <= overlap:
+                first.append(answer)
+    return first
+
+
+def honest_answer(answer: StoredAnswer, sample: Sample, seed: int) -> StoredAnswer:
+    """The answer, or in a spammer's seat what an average worker answers there."""
+    if not is_spammer(answer.worker_id):
+        return answer
+    name = member(answer.worker_id)[0]
+    truth = sample.truth[answer.item_id]
+    label = AVERAGE.answer(truth, sample.spec.label_values, answer_rng(seed, name, answer.item_id))
+    return dataclasses.replace(answer, label=label)
+
+
+def majority_vote(
+    items: list[StoredItem], answers: list[StoredAnswer], labels: list[str]
+) -> dict[str, str]:
+    """Plain majority vote over the given answers: no gold, nobody left out."""
+    coded = code_answers(items, answers, labels, quality_controlled=False)
+    result = aggregate(coded.answers, "mv").labels
+    return {item.item_id: labels[k] for item, k in zip(items, result, strict=True) if k >= 0}
