@@ -165,7 +165,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.verbose:  # the demo prints its own story; library chatter would drown it
         logging.getLogger().setLevel(logging.WARNING)
-    return run_demo(args.out, seed=args.seed)
+    return run_demo(args.out, seed=args.seed, database_url=args.database_url)
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
