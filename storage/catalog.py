@@ -47,6 +47,10 @@ class TaskSetCatalog:
     def cached(self, taskset_id: int) -> tuple[TaskSetView, Policy] | None:
         return self._entries.get(taskset_id)
 
+    def forget(self, taskset_id: int) -> None:
+        """Drop a deleted set (a cancelled draft): SQLite may give its id to the next one."""
+        self._entries.pop(taskset_id, None)
+
     async def get(self, tx: Transaction, taskset_id: int) -> tuple[TaskSetView, Policy]:
         entry = self._entries.get(taskset_id)
         if entry is None:

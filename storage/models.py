@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -86,6 +87,25 @@ class AnswerKind(enum.StrEnum):
     UNSURE = "unsure"
 
 
+class DisputeStatus(enum.StrEnum):
+    OPEN = "open"
+    ACCEPTED = "accepted"  # the gold label was corrected to the worker's answer
+    REJECTED = "rejected"
+
+
+class DeliveryState(enum.StrEnum):
+    """Where one recipient of a broadcast stands. A recipient is claimed (``sending``) before
+    the message goes out, so a restart never sends twice: a claim left by a process that died
+    mid-send becomes ``unknown`` and is not sent again."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    BLOCKED = "blocked"  # Telegram 403: the worker blocked the bot and is marked inactive
+    FAILED = "failed"  # another refusal (chat not found, retries used up)
+    UNKNOWN = "unknown"  # claimed by a process that died mid-send: maybe told, never again
+
+
 class Worker(Base):
     __tablename__ = "workers"
 
@@ -99,6 +119,8 @@ class Worker(Base):
         ForeignKey("tasksets.id", ondelete="SET NULL")
     )
     joined_at: Mapped[datetime]
+    # Whether the worker wants a message when a new task set opens (/settings).
+    notify: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class TaskSet(Base):
@@ -129,6 +151,8 @@ class TaskSet(Base):
         _enum(TaskSetStatus), default=TaskSetStatus.ACTIVE
     )
     created_at: Mapped[datetime]
+    # When every item got its answers and the coordinators were told (once).
+    completed_at: Mapped[datetime | None]
 
 
 class Item(Base):
@@ -263,3 +287,43 @@ class Dispute(Base):
     answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
+    status: Mapped[DisputeStatus] = mapped_column(
+        _enum(DisputeStatus), default=DisputeStatus.OPEN, server_default=DisputeStatus.OPEN.value
+    )
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Broadcast(Base):
+    """A message to many workers (a task set was published), sent by one process at a time:
+    ``runner`` holds it until ``runner_until`` and renews that with every recipient."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    taskset_id: Mapped[int] = mapped_column(ForeignKey("tasksets.id", ondelete="CASCADE"))
+    # The coordinator's chat and the progress message edited in place there.
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    total: Mapped[int]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    runner: Mapped[str | None] = mapped_column(String(32))
+    runner_until: Mapped[datetime | None]
+
+
+class BroadcastRecipient(Base):
+    """One worker of a broadcast and whether they were told; claimed before each send."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (Index("ix_broadcast_recipients_state", "broadcast_id", "state", "worker_id"),)
+
+    broadcast_id: Mapped[int] = mapped_column(
+        ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState))
+    detail: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime | None]

@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import BigInteger, and_, cast, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from storage.broadcasts import BroadcastQueue
+from storage.coordination import Coordination
 from storage.engine import session_factory
 from storage.labeling import Choice, Labeling
 from storage.models import (
@@ -96,6 +98,9 @@ class LabelStore:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self.clock = clock
         self.labeling = Labeling(engine, lease=lease, clock=clock, rng=rng or random.Random())
+        # The coordinators' operations (drafts, status, disputes, ...) and the broadcast queue.
+        self.broadcasts = BroadcastQueue(self.sessions, clock)
+        self.coordination = Coordination(self, self.broadcasts)
 
     # ----------------------------------------------------------------- task sets
 

@@ -66,15 +66,24 @@ class WorkerRecord:
     crowd_counts: Mapping[str, int]  # label -> count in a recent sample of everybody's answers
 
 
-def suspension_reason(record: WorkerRecord, rules: QualityRules) -> str | None:
-    """Why this worker should be suspended, in words the worker will read; None if all is well."""
-    if record.gold_answers >= rules.min_gold_answers:
-        accuracy = smoothed_accuracy(record.gold_correct, record.gold_answers)
+def gold_accuracy_reason(gold_correct: int, gold_answers: int, rules: QualityRules) -> str | None:
+    """The gold-accuracy rule alone: why these gold answers suspend a worker, or None. (A
+    corrected gold label re-runs it, to reinstate or suspend by the new count.)"""
+    if gold_answers >= rules.min_gold_answers:
+        accuracy = smoothed_accuracy(gold_correct, gold_answers)
         if accuracy < rules.min_gold_accuracy:
             return (
                 f"your accuracy on control questions is {accuracy:.0%}, "
                 f"below the required {rules.min_gold_accuracy:.0%}"
             )
+    return None
+
+
+def suspension_reason(record: WorkerRecord, rules: QualityRules) -> str | None:
+    """Why this worker should be suspended, in words the worker will read; None if all is well."""
+    reason = gold_accuracy_reason(record.gold_correct, record.gold_answers, rules)
+    if reason is not None:
+        return reason
     if len(record.recent_seconds) >= rules.min_answers_for_speed:
         median = statistics.median(record.recent_seconds)
         if median < rules.min_median_seconds:
