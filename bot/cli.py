@@ -6,12 +6,13 @@ import argparse
 import contextlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from bot import event_loop
 from bot.settings import Settings
@@ -29,26 +30,57 @@ log = logging.getLogger("labelbot")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
     try:
         settings = Settings()
     except ValidationError as error:
-        print(f"labelbot: invalid settings:\n{error}", file=sys.stderr)
+        for problem in settings_problems(error):
+            print(f"labelbot: invalid settings: {problem}", file=sys.stderr)
         return EXIT_INVALID
+    configure_logging(args.verbose, settings.bot_token)
     if args.database_url:
         settings = settings.model_copy(update={"database_url": args.database_url})
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     return handler(args, settings)
 
 
-def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per problem, naming the variable but never its value, which may be a secret."""
+    problems = []
+    for problem in error.errors(include_url=False, include_input=False):
+        if problem["type"] == "value_error":  # labelbot's own checks name the variable
+            problems.append(str(problem["ctx"]["error"]))
+        else:
+            variable = "LABELBOT_" + "_".join(map(str, problem["loc"])).upper()
+            problems.append(f"{variable}: {problem['msg']}")
+    return problems
+
+
+class RedactingFormatter(logging.Formatter):
+    """Writes ``[LABELBOT_BOT_TOKEN]`` where a log line would hold the token: Bot API URLs
+    contain it, and PTB logs its URL at debug level and repeats a rejected token."""
+
+    def __init__(self, fmt: str, secret: str) -> None:
+        super().__init__(fmt)
+        self.secret = secret
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace(self.secret, "[LABELBOT_BOT_TOKEN]")
+
+
+def configure_logging(verbose: bool, token: SecretStr | None = None) -> None:
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        RedactingFormatter(log_format, token.get_secret_value())
+        if token is not None
+        else logging.Formatter(log_format)
     )
-    # httpx logs every request URL, and a Bot API URL contains the token.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    # httpx logs a line per request, the scheduler one per job run.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if not verbose:  # a command's output, not Alembic's chatter; `db upgrade` turns it back on
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +166,8 @@ def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]])
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from telegram.error import InvalidToken
+
     from bot.serve import serve, supervise
 
     try:
@@ -151,8 +185,21 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_migrate:
         with_store(settings, migrated)
     if args.workers > 1:
-        return supervise(args.workers)
-    event_loop.run(serve(settings, reuse_port=args.reuse_port))
+        child = [sys.executable, "-m", "bot.cli", *(["-v"] if args.verbose else [])]
+        return supervise(
+            args.workers,
+            [*child, "run", "--no-migrate", "--reuse-port"],
+            # The environment, not the command line, so a password in the URL stays out of ps.
+            env={**os.environ, "LABELBOT_DATABASE_URL": settings.database_url},
+        )
+    try:
+        event_loop.run(serve(settings, reuse_port=args.reuse_port))
+    except InvalidToken:  # its message repeats the token: never print it
+        print(
+            "labelbot: the Bot API rejected LABELBOT_BOT_TOKEN: copy the token from @BotFather",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     return 0
 
 
@@ -278,6 +325,7 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    logging.getLogger("alembic").setLevel(logging.INFO)  # each migration applied is the news
     with_store(settings, migrated)
     print("database is at the latest revision")
     return 0

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-import subprocess
-import sys
-import time
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlparse
 
-from telegram import Update
+from telegram import Bot, Update
+from telegram.error import NetworkError
 
+from bot import event_loop
 from bot.app import LabelBotApp, build_application, polling, running
 from bot.settings import Settings
 from bot.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
 
+CONNECT_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
+# How long a child may take to finish its in-flight updates after SIGTERM before it gets SIGKILL;
+# below systemd's TimeoutStopSec in deploy/labelbot.service.
+STOP_GRACE_SECONDS = 20.0
+# A child's exit code for settings it refuses (the CLI's invalid-input code): restarting it
+# cannot help, so the supervisor stops instead.
+EXIT_REFUSED_SETTINGS = 2
 
 
 def stop_signal() -> asyncio.Event:
@@ -30,10 +38,65 @@ def stop_signal() -> asyncio.Event:
     return stop
 
 
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``stop``; True if it was set."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def backoff(delays: Sequence[float], attempt: int) -> float:
+    """The delay before retry number ``attempt`` (from 0): the last one repeats."""
+    return delays[min(attempt, len(delays) - 1)]
+
+
+async def connect(bot: Bot, stop: asyncio.Event) -> bool:
+    """Initialise ``bot`` (open its HTTP sessions and ask getMe), retrying with back-off while
+    the Bot API cannot be reached, one log line per failed attempt.
+
+    Returns False when ``stop`` is set first. ``telegram.error.InvalidToken`` propagates, since
+    retrying cannot fix a rejected token; its message holds the token, so never show it. Unless
+    this returns True the bot's sessions are closed again.
+    """
+    # The host alone: the rest of the URL holds the token.
+    host = urlparse(bot.base_url).netloc.rpartition("@")[2]
+    connected = False
+    attempt = 0
+    try:
+        while True:
+            try:
+                await bot.initialize()  # bounded by the transport's connect and read timeouts
+            except NetworkError as error:  # TimedOut included
+                delay = backoff(CONNECT_BACKOFF_SECONDS, attempt)
+                attempt += 1
+                log.warning(
+                    "cannot reach the Bot API at %s (attempt %d: %s); retrying in %.0f s",
+                    host,
+                    attempt,
+                    error,
+                    delay,
+                )
+                if await stopped_within(stop, delay):
+                    return False
+            else:
+                connected = True
+                return True
+    finally:
+        if not connected:
+            await bot.shutdown()
+
+
 async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
-    """Serve until SIGINT or SIGTERM, then stop cleanly (in-flight updates finish first)."""
+    """Serve until SIGINT or SIGTERM, then stop cleanly (in-flight updates finish first).
+
+    Raises ``telegram.error.InvalidToken`` when the Bot API rejects the token.
+    """
     stop = stop_signal()
     application = build_application(settings, migrate=False)
+    if not await connect(application.bot, stop):
+        return
     if not settings.webhook_url:
         async with polling(application):
             log.info("labelbot is polling for updates; Ctrl-C stops it")
@@ -72,43 +135,89 @@ async def serve_webhook(
     )
     async with running(application):
         await server.start()
-        await application.bot.set_webhook(
-            url, secret_token=secret, allowed_updates=Update.ALL_TYPES, max_connections=100
-        )
-        log.info("serving the webhook; SIGTERM stops it")
         try:
+            await application.bot.set_webhook(
+                url, secret_token=secret, allowed_updates=Update.ALL_TYPES, max_connections=100
+            )
+            log.info("serving the webhook; SIGTERM stops it")
             await stop.wait()
         finally:
             await server.stop()
 
 
-def supervise(workers: int) -> int:
-    """Run ``workers`` webhook processes sharing one port; restart any that dies."""
-    command = [sys.executable, "-m", "bot.cli", "run", "--no-migrate", "--reuse-port"]
-    children = [subprocess.Popen(command) for _ in range(workers)]
-    restarts = [0] * workers
-    stopping = False
+def supervise(
+    workers: int,
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    grace: float = STOP_GRACE_SECONDS,
+) -> int:
+    """Keep ``workers`` processes of ``command`` (webhook processes sharing one port) running,
+    restarting any that exits, until SIGINT or SIGTERM; then stop them all.
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            child.send_signal(signal.SIGTERM)
+    Returns 0 after a requested stop, or ``EXIT_REFUSED_SETTINGS`` when a process refused its
+    settings (every one would).
+    """
+    return event_loop.run(_supervise(workers, command, env, grace))
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("started %d webhook processes: %s", workers, [c.pid for c in children])
-    while not stopping:
-        time.sleep(0.5)
-        for index, child in enumerate(children):
-            code = child.poll()
-            if code is None or stopping:
-                continue
-            delay = RESTART_BACKOFF_SECONDS[min(restarts[index], len(RESTART_BACKOFF_SECONDS) - 1)]
-            log.error("process %d exited with %s; restarting in %.0f s", child.pid, code, delay)
-            time.sleep(delay)
-            restarts[index] += 1
-            children[index] = subprocess.Popen(command)
-    for child in children:
-        child.wait()
+
+async def _supervise(
+    workers: int, command: Sequence[str], env: Mapping[str, str] | None, grace: float
+) -> int:
+    stop = stop_signal()
+    log.info("starting %d webhook processes", workers)
+    # Each slot owns its process from spawn to reaping, so no process can be started unseen by
+    # the stop: a slot checks the event before every start and after every wait.
+    codes = await asyncio.gather(
+        *(_keep_running(slot, command, env, stop, grace) for slot in range(workers))
+    )
+    return max(codes)
+
+
+async def _keep_running(
+    slot: int,
+    command: Sequence[str],
+    env: Mapping[str, str] | None,
+    stop: asyncio.Event,
+    grace: float,
+) -> int:
+    restarts = 0
+    while not stop.is_set():
+        child = await asyncio.create_subprocess_exec(*command, env=env)
+        log.info("process %d started in slot %d", child.pid, slot)
+        code = await _wait_or_stop(child, stop, grace)
+        if stop.is_set():
+            break
+        if code == EXIT_REFUSED_SETTINGS:
+            log.error("process %d refused its settings; stopping all processes", child.pid)
+            stop.set()
+            return EXIT_REFUSED_SETTINGS
+        delay = backoff(RESTART_BACKOFF_SECONDS, restarts)
+        log.error("process %d %s; restarting in %.0f s", child.pid, _ended(code), delay)
+        if await stopped_within(stop, delay):
+            break
+        restarts += 1
     return 0
+
+
+async def _wait_or_stop(
+    child: asyncio.subprocess.Process, stop: asyncio.Event, grace: float
+) -> int:
+    """Wait for ``child`` to exit. If ``stop`` is set first, SIGTERM it, and SIGKILL it when it
+    is still there after ``grace`` seconds. Returns its exit code."""
+    exited = asyncio.ensure_future(child.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((exited, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not exited.done():
+        with contextlib.suppress(ProcessLookupError):  # it exited after all
+            child.terminate()
+        if not (await asyncio.wait((exited,), timeout=grace))[0]:
+            log.warning("process %d ignored SIGTERM for %.0f s; killing it", child.pid, grace)
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+    return await exited
+
+
+def _ended(code: int) -> str:
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"

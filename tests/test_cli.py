@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +218,31 @@ def test_workers_list_shows_scores_and_why_someone_was_suspended(
     assert "neutral 100%" in row and "too fast to read" in row  # the reason, in words
     assert run(db, "workers", "reinstate", "7") == 0
     assert run(db, "workers", "list", "nope") == 2
+
+
+def labelbot(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a person runs it, with its own logging set up."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_commands_print_their_result_without_migration_chatter(db: str) -> None:
+    loaded = labelbot("--database-url", db, "load", str(SAMPLE))
+    assert loaded.returncode == 0
+    assert loaded.stdout.startswith("loaded 'sentiment-v1'")
+    assert loaded.stderr == ""
+    listed = labelbot("--database-url", db, "tasksets")
+    assert "sentiment-v1" in listed.stdout and listed.stderr == ""
+
+
+def test_db_upgrade_and_verbose_show_the_migrations(db: str) -> None:
+    upgraded = labelbot("--database-url", db, "db", "upgrade")
+    assert upgraded.stdout == "database is at the latest revision\n"
+    assert "Running upgrade" in upgraded.stderr
+    verbose = labelbot("-v", "--database-url", db, "tasksets")
+    assert "alembic" in verbose.stderr
