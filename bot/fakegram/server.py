@@ -47,7 +47,7 @@ class FakeTelegram:
         self._files = FileStore(token)
         self._chats = Chats(self.bot, self._files)
         self._faults = Faults()
-        # Fires whenever the bot may have caught up: see wait_idle.
+        # Fires as updates are confirmed, requests and webhook posts end, long polls park.
         self._progress = Signal()
         self._updates = UpdateQueue(self._progress)
         self._in_flight = 0  # requests being served, parked long polls included
