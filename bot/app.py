@@ -14,7 +14,8 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, JobQu
 
 from bot.settings import Settings
 from bot.transport import build_requests
-from handlers import flood, registry, stats, texts, worker
+from handlers import coordinator, flood, registry, stats, texts, worker
+from handlers.broadcasts import Broadcaster
 from handlers.labeling_bot import LabelingBot
 from handlers.registry import Routes
 from handlers.services import Context, LabelBotApp, Services
@@ -26,7 +27,9 @@ log = logging.getLogger(__name__)
 
 LEASE_SWEEP_SECONDS = 30.0
 # Every audience's handlers, in order; the catch-all for unclaimed buttons follows them all.
-HANDLER_MODULES: tuple[Routes, ...] = (worker.ROUTES, stats.ROUTES)
+HANDLER_MODULES: tuple[Routes, ...] = (worker.ROUTES, stats.ROUTES, coordinator.ROUTES)
+# How often a process looks for task sets that got all their answers, to tell the coordinators.
+COMPLETION_CHECK_SECONDS = 30.0
 
 
 def build_application(
@@ -56,6 +59,17 @@ def build_application(
             application.job_queue.run_repeating(
                 sweep_leases, interval=LEASE_SWEEP_SECONDS, first=LEASE_SWEEP_SECONDS
             )
+            application.job_queue.run_repeating(
+                coordinator.report_completed,
+                interval=COMPLETION_CHECK_SECONDS,
+                first=COMPLETION_CHECK_SECONDS,
+            )
+        # Resumes a broadcast a restart interrupted; stopped by Services.close.
+        broadcaster = Broadcaster(
+            application.bot, application.bot_data.store, rate=settings.broadcast_rate
+        )
+        application.bot_data.broadcaster = broadcaster
+        broadcaster.start()
 
     async def post_shutdown(application: LabelBotApp) -> None:
         await application.bot_data.close()

@@ -19,6 +19,7 @@ from bot.settings import Settings
 from storage.engine import create_engine
 from storage.exports import UnknownTaskSet, export_taskset, quality_report
 from storage.migrate import upgrade
+from storage.models import TaskSetStatus
 from storage.store import LabelStore, TaskSetExists
 from tasksets.answers_csv import aggregate_csv
 from tasksets.money import format_money
@@ -111,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--labels", help="comma-separated label values")
     load.add_argument("--overlap", type=int)
     load.add_argument("--reward", help="decimal reward per answer, e.g. 0.02")
+    load.add_argument(
+        "--draft",
+        action="store_true",
+        help="load as a draft: served to nobody until a coordinator publishes it (/tasksets)",
+    )
     load.set_defaults(handler=cmd_load)
 
     listing = commands.add_parser("tasksets", help="list task sets with progress")
@@ -230,7 +236,9 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
     async def load(store: LabelStore) -> int:
         try:
-            await store.load_taskset(spec)
+            await store.load_taskset(
+                spec, status=TaskSetStatus.DRAFT if args.draft else TaskSetStatus.ACTIVE
+            )
         except TaskSetExists as error:
             print(f"labelbot: {error}; choose another --name", file=sys.stderr)
             return EXIT_INVALID
@@ -240,6 +248,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             f"labels {', '.join(spec.label_values)}, overlap {spec.overlap.min}"
             + (f"-{spec.overlap.max}" if spec.overlap.max != spec.overlap.min else "")
             + f", reward {format_money(spec.reward_minor, spec.currency)}"
+            + (" as a draft: publish it in the chat with /tasksets" if args.draft else "")
         )
         return 0
 

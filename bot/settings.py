@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
     # Updates per second one user may keep sending (bursts of 5 pass); 0 turns the guard off.
     flood_rate: float = Field(3.0, ge=0)
+    # Messages per second of a broadcast (new task set); keep it below rate_limit, so taps
+    # always find room within Telegram's limits.
+    broadcast_rate: float = Field(20.0, gt=0)
 
     @field_validator("coordinators", mode="before")
     @classmethod

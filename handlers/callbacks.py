@@ -59,3 +59,36 @@ def encode_join(taskset_id: int) -> str:
 def decode_join(data: str) -> int | None:
     match = JOIN_PATTERN.match(data)
     return int(match.group(1)) if match else None
+
+
+# ------------------------------------------------------------------------------ coordinators
+# Buttons of the coordinator's chat (handlers/coordinator.py) and the workers' /settings. Each
+# carries only ids (task set, worker, dispute) and one-letter codes; never a gold label.
+_ID = r"(\d{1,18})"
+PREVIEW_PATTERN = re.compile(r"^cv$")  # the label buttons of an upload's item preview
+DRAFT_PATTERN = re.compile(rf"^c([px]):{_ID}$")  # publish / cancel a draft
+STATUS_PATTERN = re.compile(rf"^ct:([prc]):{_ID}$")  # pause / resume / close
+EXPORT_PATTERN = re.compile(rf"^ce:{_ID}(?::([cj]):([mwdr]))?$")  # menu, or format and method
+STATS_PATTERN = re.compile(rf"^cs:{_ID}$")
+WORKERS_PATTERN = re.compile(rf"^cw:{_ID}$")
+SUSPEND_PATTERN = re.compile(rf"^cu:{_ID}:{_ID}(?::([a-z]))?$")  # reasons menu, or a reason
+REINSTATE_PATTERN = re.compile(rf"^ci:{_ID}:{_ID}$")
+DISPUTES_PATTERN = re.compile(rf"^cd:{_ID}$")  # the next open dispute of a set
+DECIDE_PATTERN = re.compile(rf"^c([yn]):{_ID}$")  # accept / reject a dispute
+UNSURE_PATTERN = re.compile(rf"^cq:{_ID}$")
+NOTIFY_PATTERN = re.compile(r"^sn:([01])$")  # /settings: new-task messages off / on
+
+
+def encode_parts(prefix: str, *parts: object) -> str:
+    """``prefix:part:part``; raises ValueError past Telegram's 64 bytes."""
+    data = ":".join([prefix, *(str(part) for part in parts)])
+    if len(data.encode()) > MAX_BYTES:
+        raise ValueError(f"callback data too long: {data!r}")
+    return data
+
+
+def decode_parts(pattern: re.Pattern[str], data: str) -> tuple[str, ...] | None:
+    """The groups of ``pattern`` in ``data`` (an absent optional group is ""), or None for
+    anything malformed."""
+    match = pattern.match(data)
+    return tuple(group or "" for group in match.groups()) if match else None

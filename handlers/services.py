@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from telegram.ext import Application, CallbackContext, JobQueue
 
+from handlers.broadcasts import Broadcaster
 from handlers.labeling_bot import LabelingBot
 from storage.store import LabelStore
 
@@ -14,6 +15,8 @@ class Services:
     def __init__(self) -> None:
         self._store: LabelStore | None = None
         self.coordinators: frozenset[int] = frozenset()
+        # Tells workers about published sets (handlers/broadcasts.py); None until post_init.
+        self.broadcaster: Broadcaster | None = None
 
     def open(self, store: LabelStore, *, coordinators: frozenset[int]) -> None:
         self._store = store
@@ -27,6 +30,9 @@ class Services:
 
     async def close(self) -> None:
         """Close what ``open`` opened; nothing when start-up failed before it."""
+        broadcaster, self.broadcaster = self.broadcaster, None
+        if broadcaster is not None:  # it finishes its send in progress, then the store closes
+            await broadcaster.stop()
         store, self._store = self._store, None
         if store is not None:
             await store.close()

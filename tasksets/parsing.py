@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import shlex
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -20,11 +21,13 @@ from typing import Literal
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from tasksets.spec import DUPLICATE_ID, TaskSetSpec
+from tasksets.spec import DUPLICATE_ID, MAX_ITEMS, TaskSetSpec
 
 Format = Literal["json", "jsonl", "csv"]
 _FORMAT_OF_SUFFIX: dict[str, Format] = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
 CSV_COLUMNS = ("id", "text", "image", "audio", "video", "gold", "explanation")
+# A header wider than this is refused before its columns are checked one by one.
+MAX_CSV_COLUMNS = 64
 # Numbers beyond this power of ten are refused before pydantic turns them into huge integers.
 _MAX_NUMBER_EXPONENT = 1000
 
@@ -242,19 +245,41 @@ def _read_jsonl(text: str) -> _Source:
 def _read_csv(text: str) -> _Source:
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[tuple[int, list[str]]] = []
+    surplus = 0  # rows beyond the header and MAX_ITEMS items: counted, not kept
     problems: list[Problem] = []
     start = 1
     try:
         for row in reader:
             if any(cell.strip() for cell in row):
-                rows.append((start, row))
+                if len(rows) <= MAX_ITEMS:
+                    rows.append((start, row))
+                else:
+                    surplus += 1
             start = reader.line_num + 1
     except csv.Error as exc:
         problems.append(Problem(start, None, None, f"invalid CSV: {exc}"))
     header_line, header = rows[0] if rows else (start, [])
+    if len(header) > MAX_CSV_COLUMNS:
+        raise TaskSetError(
+            [
+                Problem(
+                    header_line,
+                    None,
+                    None,
+                    f"the header has {len(header):,} columns; a task set file has at most"
+                    f" {len(CSV_COLUMNS)}: {','.join(CSV_COLUMNS)}",
+                )
+            ]
+        )
+    if surplus:
+        count = len(rows) - 1 + surplus
+        raise TaskSetError(
+            [Problem(None, None, "items", f"takes at most {MAX_ITEMS:,} entries, got {count:,}")]
+        )
     columns = [name.strip().lower() for name in header]
     if "id" not in columns:
         found = ",".join(header)
+        found = found if len(found) <= 80 else found[:80] + "…"
         raise TaskSetError(
             [
                 *problems,
@@ -268,7 +293,7 @@ def _read_csv(text: str) -> _Source:
             ]
         )
     unknown = [name for name in columns if name not in CSV_COLUMNS]
-    repeated = {name for name in columns if columns.count(name) > 1}
+    repeated = {name for name, uses in Counter(columns).items() if uses > 1}
     problems += [
         Problem(header_line, None, name, f"unknown column (known: {', '.join(CSV_COLUMNS)})")
         for name in unknown

@@ -3,9 +3,11 @@ what a loadable task set is; the parsers only turn files into the raw shape thes
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -72,6 +74,11 @@ class Item(BaseModel):
         # An empty CSV cell or "" in JSON means the field is not given.
         return value or None
 
+    @field_validator("image", "audio", "video")
+    @classmethod
+    def _public_media(cls, value: str | None) -> str | None:
+        return value if value is None else checked_media_reference(value)
+
     @model_validator(mode="after")
     def _has_content(self) -> Self:
         media = [kind for kind in MEDIA_KINDS if getattr(self, kind) is not None]
@@ -103,6 +110,44 @@ class Item(BaseModel):
             if reference is not None:
                 return kind, reference
         return None
+
+
+# A Telegram file_id: URL-safe base64 and nothing else.
+_FILE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
+MAX_URL = 2048
+# Names that only resolve inside a network (RFC 6761, RFC 8375 and common practice).
+_LOCAL_SUFFIXES = (".localhost", ".local", ".localdomain", ".internal", ".lan", ".home.arpa")
+
+
+def checked_media_reference(value: str) -> str:
+    """A media field as given when it is a Telegram file_id or an http(s) URL of a public
+    host; ValueError otherwise (file://, other schemes, localhost, private or reserved IP
+    addresses, one-label or numeric host names such as ``http://2130706433/``). Host names
+    are not resolved: this module does no I/O."""
+    if _FILE_ID.fullmatch(value):
+        return value
+    refused = f"{value[:100]!r} is not a Telegram file_id or an http(s) URL of a public host"
+    if len(value) > MAX_URL or any(char.isspace() or char == "\\" for char in value):
+        raise ValueError(refused)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ValueError(refused) from None
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme.lower() not in ("http", "https") or not host or "@" in parts.netloc:
+        raise ValueError(refused)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        labels = host.split(".")
+        local = host == "localhost" or host.endswith(_LOCAL_SUFFIXES)
+        if local or len(labels) < 2 or not labels[-1].isalpha():
+            raise ValueError(refused) from None
+    else:
+        if not address.is_global:
+            raise ValueError(refused)
+    return value
 
 
 class Overlap(BaseModel):
