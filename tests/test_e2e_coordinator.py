@@ -4,8 +4,13 @@ document uploads, getFile and file downloads), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import LabelBotApp
+from bot.cli import main as cli
 from bot.fakegram import FakeTelegram, FakeUser
 from handlers import texts
 from handlers.services import Services
@@ -24,11 +30,13 @@ from storage.models import (
     TaskSet,
     TaskSetStatus,
 )
+from storage.results import NoItem, Recorded
 from storage.store import LabelStore
 from tests.conftest import Clock, running_bot
 from tests.factories import make_spec
 
 COORDINATOR = 900
+CARD = re.compile(r"^“[^”]*” \(([\w-]+)\) – ")
 LABELS = ["cat", "dog", "other"]
 
 
@@ -351,3 +359,272 @@ async def test_nobody_but_a_coordinator_can_do_anything(
     async with store.sessions() as session:
         assert await session.scalar(select(Dispute.status)) == DisputeStatus.OPEN
         assert await session.scalar(select(Membership.status)) == MembershipStatus.SUSPENDED
+
+
+# ----------------------------------------------------------------------- /tasksets
+
+
+async def show_cards(coordinator: FakeUser, expected: int) -> dict[str, Any]:
+    """Send /tasksets; the ``expected`` cards it answers with, by task-set name."""
+    last = coordinator.messages[-1]["message_id"] if coordinator.messages else 0
+    await coordinator.send_text("/tasksets")
+
+    def fresh() -> dict[str, dict[str, Any]]:
+        named = [(CARD.match(m.get("text", "")), m) for m in coordinator.messages]
+        return {match[1]: m for match, m in named if match and m["message_id"] > last}
+
+    await coordinator.wait_for(lambda _: len(fresh()) >= expected)
+    return fresh()
+
+
+async def tap_and_wait(user: FakeUser, button: str, message: dict[str, Any]) -> dict[str, Any]:
+    """Press a button and return the message as the tap's edit left it."""
+    await user.press(button, message_id=message["message_id"])
+    return await user.wait_for(lambda m: m["message_id"] == message["message_id"] and m != message)
+
+
+async def test_tasksets_pause_resume_close_and_a_cli_draft_published_in_chat(
+    bot: LabelBotApp, telegram: FakeTelegram, db_url: str, tmp_path: Path
+) -> None:
+    await store_of(bot).load_taskset(make_spec("live", items=3, overlap=1))
+    path = tmp_path / "later.json"
+    path.write_bytes(taskset_json("later"))
+    assert (
+        await asyncio.to_thread(cli, ["--database-url", db_url, "load", str(path), "--draft"]) == 0
+    )
+    wendy = telegram.user(21, "Wendy")
+    await wendy.send_text("/start")
+    leased = await wendy.wait_for("Item 1")
+    coordinator = telegram.user(COORDINATOR, "Cora")
+
+    found = await show_cards(coordinator, 2)
+
+    live, later = found["live"], found["later"]
+    assert "“Live” (live) – active" in live["text"]
+    assert "░░░░░░░░░░ 0%  0/3 items" in live["text"]
+    assert buttons(live) == [
+        texts.PAUSE_BUTTON,
+        texts.CLOSE_BUTTON,
+        texts.EXPORT_BUTTON,
+        texts.STATS_BUTTON,
+        texts.WORKERS_BUTTON,
+        texts.DISPUTES_BUTTON,
+        texts.UNSURE_LIST_BUTTON,
+    ]
+    assert "– draft" in later["text"] and buttons(later) == [
+        texts.PUBLISH_BUTTON,
+        texts.CANCEL_BUTTON,
+    ]
+
+    paused = await tap_and_wait(coordinator, texts.PAUSE_BUTTON, live)
+    assert "– paused" in paused["text"] and texts.RESUME_BUTTON in buttons(paused)
+    # The worker holding a lease is told on the next tap, and the answer is kept.
+    await wendy.press("positive", message_id=leased["message_id"])
+    await wendy.wait_for("is paused right now")
+    assert "Your answer: positive" in wendy._chat.messages[leased["message_id"]]["text"]
+    assert (await store_of(bot).coordination.overview())[0].answers == 1
+    resumed = await tap_and_wait(coordinator, texts.RESUME_BUTTON, paused)
+    assert "– active" in resumed["text"] and "1/3 items" in resumed["text"]
+    await wendy.send_text("/next")
+    await wendy.wait_for("Item 2")
+    closed = await tap_and_wait(coordinator, texts.CLOSE_BUTTON, resumed)
+    assert "– closed" in closed["text"] and buttons(closed)[0] == texts.RESUME_BUTTON
+
+    await coordinator.press(texts.PUBLISH_BUTTON, message_id=later["message_id"])
+    await coordinator.wait_for("Published “Later”")
+    assert sorted(await tasksets_in_db(bot)) == [
+        ("later", TaskSetStatus.ACTIVE),
+        ("live", TaskSetStatus.CLOSED),
+    ]
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1,1)"]
+
+
+async def label_with_store(bot: LabelBotApp, taskset_id: int, choices: dict[int, int]) -> None:
+    """Workers (id -> label index) label the set through the storage calls the bot uses."""
+    store = store_of(bot)
+    for worker_id, choice in choices.items():
+        await store.join(worker_id, f"W{worker_id}", taskset_id=taskset_id)
+        result = await store.next_item_for(worker_id)
+        while not isinstance(result, NoItem):
+            outcome = await store.record_answer(result.token, worker_id, choice)
+            assert isinstance(outcome, Recorded)
+            result = outcome.next
+
+
+async def test_export_documents_equal_labelbot_export_and_neutralise_formulas(
+    bot: LabelBotApp, telegram: FakeTelegram, db_url: str, tmp_path: Path
+) -> None:
+    rows = "".join(
+        f't{n},"{text.replace(chr(34), chr(34) * 2)}"\n' for n, text in enumerate(FORMULAS)
+    )
+    coordinator = telegram.user(COORDINATOR, "Cora")
+    summary = await upload(
+        coordinator,
+        f"id,text\n{rows}".encode(),
+        "formulas.csv",
+        caption="name=formulas labels=cat|dog overlap=2",
+    )
+    await coordinator.press(texts.PUBLISH_BUTTON, message_id=summary["message_id"])
+    await coordinator.wait_for("Published")
+    taskset_id = await store_of(bot).taskset_id("formulas")
+    assert taskset_id is not None
+    await label_with_store(bot, taskset_id, {61: 0, 62: 1, 63: 0})
+    card = (await show_cards(coordinator, 1))["formulas"]
+
+    for menu_button, fmt, method in [
+        ("majority vote · CSV", "csv", "mv"),
+        ("Dawid-Skene · JSONL", "jsonl", "ds"),
+        ("raw answers · CSV", "csv", None),
+    ]:
+        await coordinator.press(texts.EXPORT_BUTTON, message_id=card["message_id"])
+        menu = await coordinator.wait_for("Export “formulas”")
+        last = coordinator.messages[-1]["message_id"]
+        await coordinator.press(menu_button, message_id=menu["message_id"])
+        sent = await coordinator.wait_for(
+            lambda m, last=last: m["message_id"] > last and "document" in m
+        )
+        content = await fetch_file(telegram, sent["document"]["file_id"])
+        out = tmp_path / f"cli-{fmt}-{method}"
+        args = ["--database-url", db_url, "export", "formulas", "--format", fmt, "--out", str(out)]
+        args += ["--method", method] if method else ["--raw"]
+        assert await asyncio.to_thread(cli, args) == 0
+        assert content == out.read_bytes(), menu_button
+        assert sent["document"]["file_name"].endswith(f".{fmt}")
+
+    csv_bytes = (tmp_path / "cli-csv-mv").read_bytes()
+    assert csv_bytes.startswith("\ufeff".encode())
+    table = list(csv.DictReader(io.StringIO(csv_bytes.decode("utf-8-sig"), newline="")))
+    texts_out = {row["item_id"]: row["text"] for row in table}
+    for number, payload in enumerate(FORMULAS):
+        assert texts_out[f"t{number}"] == "'" + payload
+    assert {row["answers"] for row in table if row["item_id"].startswith("t")} == {"2"}
+
+
+async def test_stats_give_agreement_distribution_labels_and_a_chart(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    store = store_of(bot)
+    taskset_id = await store.load_taskset(
+        make_spec("live", items=4, overlap=2, gold=2, gold_ratio=0.5)
+    )
+    await label_with_store(bot, taskset_id, {73: "unsure", 71: 0, 72: 0})  # type: ignore[dict-item]
+    coordinator = telegram.user(COORDINATOR, "Cora")
+    card = (await show_cards(coordinator, 1))["live"]
+
+    await coordinator.press(texts.STATS_BUTTON, message_id=card["message_id"])
+
+    report = await coordinator.wait_for("📊")
+    assert "Agreement (Krippendorff's alpha):" in report["text"]
+    assert "Items: 4/4 done, 0 still open" in report["text"]
+    assert "Labels: positive" in report["text"] and "Disputes waiting: 0" in report["text"]
+    assert "Gold accuracy of 2 workers" in report["text"]
+    chart = await coordinator.wait_for(lambda m: "photo" in m)
+    png = await fetch_file(telegram, chart["photo"][-1]["file_id"])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    await coordinator.press(texts.UNSURE_LIST_BUTTON, message_id=card["message_id"])
+    unsure = await coordinator.wait_for("were not sure about")
+    assert "t0 (1×): text number 0" in unsure["text"]
+
+
+# ------------------------------------------------------------------ workers, disputes
+
+
+async def test_suspend_with_a_reason_the_worker_reads_then_reinstate(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    await store_of(bot).load_taskset(make_spec("live", items=6, overlap=1))
+    wendy = telegram.user(41, "Wendy")
+    await wendy.send_text("/start")
+    item = await wendy.wait_for("Item 1")
+    await wendy.press("positive", message_id=item["message_id"])
+    await wendy.wait_for("Item 2")
+    coordinator = telegram.user(COORDINATOR, "Cora")
+    card = (await show_cards(coordinator, 1))["live"]
+
+    await coordinator.press(texts.WORKERS_BUTTON, message_id=card["message_id"])
+    report = await coordinator.wait_for("👥 “Live”: 1 workers")
+    assert "41 Wendy: 80% (0/0 gold), 1 answers, median" in report["text"]
+    await coordinator.press("⛔ 41 Wendy", message_id=report["message_id"])
+    menu = await coordinator.wait_for("Suspend worker 41 in “Live”?")
+    confirmation = await tap_and_wait(coordinator, texts.SUSPEND_REASONS["s"], menu)
+
+    assert "⛔ Worker 41 is suspended in “Live” (random or spam answers)" in confirmation["text"]
+    told = await wendy.wait_for("is paused: random or spam answers")
+    assert "“Live”" in told["text"]
+    await wendy.send_text("/next")
+    await wendy.wait_for(lambda m: m["message_id"] > told["message_id"] and "paused" in m["text"])
+
+    await coordinator.press(texts.WORKERS_BUTTON, message_id=card["message_id"])
+    report = await coordinator.wait_for(lambda m: "Suspended:" in m.get("text", ""))
+    assert "41 Wendy: random or spam answers" in report["text"]
+    await coordinator.press("✅ 41 Wendy", message_id=report["message_id"])
+    await coordinator.wait_for("✅ Worker 41 is reinstated in “Live”")
+    back = await wendy.wait_for("you can label “Live” again")
+    await wendy.press(texts.START_BUTTON, message_id=back["message_id"])
+    await wendy.wait_for(
+        lambda m: m["message_id"] > back["message_id"] and "Item 2" in m.get("text", "")
+    )
+
+    await coordinator.send_text("/suspend 41 live you skipped the guidelines")
+    await coordinator.wait_for("⛔ Worker 41 is suspended in “Live” (you skipped the guidelines)")
+    await wendy.wait_for("is paused: you skipped the guidelines")
+
+
+async def test_an_accepted_dispute_recounts_scores_and_reinstates_the_worker(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    quality = {"min_gold_answers": 3, "min_gold_accuracy": 0.6, "min_median_seconds": 0}
+    spec = make_spec("live", items=2, gold=3, gold_ratio=1.0, quality=quality)
+    await store_of(bot).load_taskset(spec)
+    gold = {str(item.text): str(item.gold) for item in spec.items if item.gold}
+    # Dan says "neutral" to every control: 0 of 3, suspended. Rita gets them all right.
+    dan, rita = telegram.user(51, "Dan"), telegram.user(52, "Rita")
+    feedback: dict[str, dict[str, Any]] = {}
+    for user, choose in ((dan, lambda text: "neutral"), (rita, lambda text: gold[text])):
+        await user.send_text("/start")
+        for number in range(1, 4):
+            item = await user.wait_for(f"Item {number}\n")
+            text = item["text"].split("\n\n")[1]
+            await user.press(choose(text), message_id=item["message_id"])
+            feedback[f"{user.id}:{text}"] = await user.wait_for(
+                lambda m, after=item["message_id"]: (
+                    m["message_id"] > after and "Dispute" in buttons(m)
+                )
+            )
+    await dan.wait_for("Your work on “Live” is paused")
+    disputed = feedback["51:control 0"]
+    await dan.press(texts.DISPUTE_BUTTON, message_id=disputed["message_id"])
+    prompt = await dan.wait_for("Dispute #")
+    await dan.send_text("It is clearly neutral", reply_to=prompt)
+    await dan.wait_for(lambda m: m["message_id"] > prompt["message_id"])
+    coordinator = telegram.user(COORDINATOR, "Cora")
+    card = (await show_cards(coordinator, 1))["live"]
+
+    await coordinator.press(texts.DISPUTES_BUTTON, message_id=card["message_id"])
+    case = await coordinator.wait_for("⚖ Dispute in “Live” (1 waiting)")
+    assert "Item g0: control 0" in case["text"] and "Gold label: positive" in case["text"]
+    assert "answered: neutral" in case["text"] and "It is clearly neutral" in case["text"]
+    decided = await tap_and_wait(coordinator, texts.ACCEPT_BUTTON, case)
+
+    assert "Accepted: the gold label is now “neutral”" in decided["text"]
+    assert (
+        "Gold scores recounted for 2 workers" in decided["text"]
+        and "Reinstated: 51" in decided["text"]
+    )
+    await coordinator.wait_for("No gold disputes are waiting in “Live”")
+    await dan.wait_for("was accepted: for “control 0” the expected answer is now “neutral”")
+    back = await dan.wait_for("you can label “Live” again")
+    scores = {s.worker_id: s for s in await store_of(bot).worker_scores(card_id(card))}
+    assert (scores[51].gold_correct, scores[51].status) == (1, MembershipStatus.ACTIVE)
+    assert (scores[52].gold_correct, scores[52].status) == (2, MembershipStatus.ACTIVE)
+    await dan.press(texts.START_BUTTON, message_id=back["message_id"])
+    await dan.wait_for(
+        lambda m: m["message_id"] > back["message_id"] and m.get("text", "").startswith("Item")
+    )
+
+
+def card_id(card: dict[str, Any]) -> int:
+    """The task-set id in a card's buttons (``ce:<id>``)."""
+    return int(summary_data(card, texts.EXPORT_BUTTON).split(":")[1])
