@@ -187,7 +187,7 @@ class BroadcastQueue:
                 return Claim(None, lost=True)
             if not claim_next:
                 return Claim(None)
-            worker_id = await session.scalar(
+            following = (
                 select(BroadcastRecipient.worker_id)
                 .where(
                     BroadcastRecipient.broadcast_id == broadcast_id,
@@ -195,16 +195,16 @@ class BroadcastQueue:
                 )
                 .order_by(BroadcastRecipient.worker_id)
                 .limit(1)
+                .scalar_subquery()
             )
-            if worker_id is None:
-                return Claim(None)
-            await session.execute(
+            worker_id = await session.scalar(
                 update(BroadcastRecipient)
                 .where(
                     BroadcastRecipient.broadcast_id == broadcast_id,
-                    BroadcastRecipient.worker_id == worker_id,
+                    BroadcastRecipient.worker_id == following,
                 )
                 .values(state=DeliveryState.SENDING, updated_at=now)
+                .returning(BroadcastRecipient.worker_id)
             )
             return Claim(worker_id)
 
