@@ -215,7 +215,7 @@ async def test_a_worker_who_turned_messages_off_is_not_told(
     await quiet.send_text("/settings")
     menu = await quiet.wait_for("Messages about new tasks: on")
     await quiet.press(texts.notify_button(True), message_id=menu["message_id"])
-    await quiet.wait_for("Messages about new tasks: off")
+    await quiet.wait_for(lambda m: texts.notify_button(False) in str(m.get("reply_markup")))
 
     cora = await publish_draft(store, telegram)
 
