@@ -31,6 +31,7 @@ import heapq
 import json
 import math
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from handlers.services import Services
 from storage.engine import create_engine
 from storage.exports import code_answers, export_taskset
 from storage.migrate import upgrade
-from storage.store import LabelStore, StoredAnswer, StoredItem
+from storage.store import LabelStore, StoredAnswer, StoredItem, WorkerScore
 from tasksets.aggregation import aggregate
 from tasksets.money import format_money
 from tasksets.parsing import parse_taskset_bytes
@@ -263,15 +264,16 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
     console = Console(width=max(Console().width, 110), highlight=False)
     sample = load_sample()
     spec = sample.spec
+    clock = SimulatedClock()
     engine = create_engine(database_url)
     await upgrade(engine)
-    store = LabelStore(engine, clock=SimulatedClock())
+    store = LabelStore(engine, clock=clock)
     try:
         # Worker ids and answers of an earlier run would change this one's numbers.
         if await store.taskset_progress():
-            console.print(
-                "labelbot demo: the database already holds task sets; "
-                "give --database-url an empty one"
+            print(
+                "labelbot: the demo needs an empty database, and this one holds task sets",
+                file=sys.stderr,
             )
             return EXIT_NOT_EMPTY
         taskset_id = await store.load_taskset(spec)
@@ -288,7 +290,6 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
     )
     console.print(f"Crowd of {len(CROWD)}: {describe_crowd()}.")
 
-    clock = SimulatedClock()
     async with FakeTelegram() as telegram:
         settings = Settings(
             bot_token=telegram.token,
@@ -348,31 +349,7 @@ async def report(
     view = await store.view(taskset_id)
     answers = await store.answers_for_export(taskset_id)
     scores = await store.leaderboard(taskset_id)
-    right: dict[int, list[bool]] = {}
-    for answer in answers:
-        if answer.label is not None:
-            hit = sample.truth[answer.item_id] == answer.label
-            right.setdefault(answer.worker_id, []).append(hit)
-
-    table = Table(title="Leaderboard", title_justify="left")
-    for column in ("#", "worker", "answers", "gold", "gold acc.", "true acc.", "median s"):
-        table.add_column(column, justify="left" if column == "worker" else "right")
-    table.add_column("earned", justify="right")
-    table.add_column("status")
-    for rank, score in enumerate(scores, 1):
-        hits = right.get(score.worker_id, [])
-        table.add_row(
-            str(rank),
-            f"{score.name} ({member(score.worker_id)[1].kind})",
-            str(score.answers),
-            f"{score.gold_correct}/{score.gold_answers}",
-            f"{score.gold_accuracy:.0%}",
-            f"{sum(hits) / len(hits):.0%}" if hits else "-",
-            f"{score.median_seconds:.1f}" if score.median_seconds is not None else "-",
-            format_money(score.earned_minor, view.currency),
-            str(score.status),
-        )
-    console.print(table)
+    console.print(leaderboard(scores, answers, sample, view.currency))
     suspended = [score for score in scores if score.status == "suspended"]
     console.print(f"[bold]Suspended ({len(suspended)}):[/]")
     for score in suspended:
@@ -385,11 +362,12 @@ async def report(
         await export_taskset(store, view.name, stream, raw=True)
     console.print(f"Results written to [bold]{out}/[/] ({view.name}.csv, .jsonl, -answers.csv).")
 
+    # Scored from the file a coordinator gets, so the figure is the export's, not a recomputation.
+    with (out / f"{view.name}.jsonl").open(encoding="utf-8") as stream:
+        exported = {row["item_id"]: row["label"] for row in map(json.loads, stream)}
     items = await store.items_for_export(taskset_id)
     labels = [label.value for label in view.labels]
     overlap = sample.spec.overlap.min
-    with (out / f"{view.name}.jsonl").open(encoding="utf-8") as stream:
-        exported = {row["item_id"]: row["label"] for row in map(json.loads, stream)}
     suspended_ids = {score.worker_id for score in suspended}
     honest = first_answers(
         [
@@ -413,6 +391,37 @@ async def report(
     console.print(
         f"accuracy  honest-crowd {x:.1%}  majority-vote {y:.1%}  quality-controls {z:.1%}"
     )
+
+
+def leaderboard(
+    scores: list[WorkerScore], answers: list[StoredAnswer], sample: Sample, currency: str
+) -> Table:
+    """The bot's leaderboard, with what only the demo knows: each worker's kind and their
+    accuracy against the hidden truth."""
+    right: dict[int, list[bool]] = {}
+    for answer in answers:
+        if answer.label is not None:
+            hit = sample.truth[answer.item_id] == answer.label
+            right.setdefault(answer.worker_id, []).append(hit)
+    table = Table(title="Leaderboard", title_justify="left")
+    for column in ("#", "worker", "answers", "gold", "gold acc.", "true acc.", "median s"):
+        table.add_column(column, justify="left" if column == "worker" else "right")
+    table.add_column("earned", justify="right")
+    table.add_column("status")
+    for rank, score in enumerate(scores, 1):
+        hits = right.get(score.worker_id, [])
+        table.add_row(
+            str(rank),
+            f"{score.name} ({member(score.worker_id)[1].kind})",
+            str(score.answers),
+            f"{score.gold_correct}/{score.gold_answers}",
+            f"{score.gold_accuracy:.0%}",
+            f"{sum(hits) / len(hits):.0%}" if hits else "-",
+            f"{score.median_seconds:.1f}" if score.median_seconds is not None else "-",
+            format_money(score.earned_minor, currency),
+            str(score.status),
+        )
+    return table
 
 
 def is_spammer(worker_id: int) -> bool:

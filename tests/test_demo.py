@@ -130,6 +130,6 @@ def test_postgres_gives_the_same_run_and_an_used_database_is_refused(
     for name in EXPORTS:
         assert (run.out / name).read_bytes() == (sqlite_runs[0].out / name).read_bytes(), name
 
-    code, stdout, _ = finish(start_demo(tmp_path, "--database-url", db_url, "demo"))
+    code, _, stderr = finish(start_demo(tmp_path, "--database-url", db_url, "demo"))
     assert code == 2
-    assert "already holds task sets" in stdout
+    assert "needs an empty database" in stderr
