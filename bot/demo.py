@@ -333,7 +333,10 @@ def describe_crowd() -> str:
     parts = []
     for kind, personas in kinds.items():
         if kind == "spammer":
-            parts.append(f"{len(personas)} spammers (random or one label, under 2 s an item)")
+            fastest, slowest = min(p.seconds for p in personas), max(p.seconds for p in personas)
+            parts.append(
+                f"{len(personas)} spammers (random or one label, {fastest:g}–{slowest:g} s an item)"
+            )
         else:
             persona = personas[0]
             parts.append(
