@@ -153,16 +153,16 @@ async def label_at_pace(
     newest item and each tap's time to the next item."""
     latencies: list[float] = []
     next_tap = time.perf_counter() + offset
-    for tap in itertools.count():
+    while True:
         await asyncio.sleep(max(0.0, next_tap - time.perf_counter()))
         tapped = time.perf_counter()
         if tapped >= until:
             return item, latencies
-        await user.press(LABELS[tap % len(LABELS)], message_id=item["message_id"])
+        label = LABELS[len(latencies) % len(LABELS)]
+        await user.press(label, message_id=item["message_id"])
         item = await user.wait_for(item_after(item["message_id"]), timeout=REPLY_TIMEOUT)
         latencies.append(time.perf_counter() - tapped)
         next_tap = tapped + TAP_PERIOD
-    raise AssertionError("unreachable")
 
 
 async def flood(user: FakeUser, item: JSONDict, until: float) -> None:
