@@ -63,13 +63,14 @@ class CompiledStatement:
         # (name, _REQUIRED, processor) for a parameter, (name, converted value, None) for a
         # constant, in the order of the placeholders.
         self._binds: list[tuple[str, Any, Processor]] = []
+        defaults = python_side_defaults(compiled)
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if bind.required:
                 self._binds.append((name, _REQUIRED, processor))
             else:
-                value = bind.effective_value
+                value = defaults.get(name, bind.effective_value)
                 self._binds.append((name, processor(value) if processor else value, None))
         columns = list(getattr(statement, "exported_columns", ()))
         names = [column.key or f"column{index}" for index, column in enumerate(columns)]
@@ -97,6 +98,24 @@ class CompiledStatement:
             return self._row._make(values)
         pairs = zip(processors, values, strict=True)
         return self._row._make([convert(value) if convert else value for convert, value in pairs])
+
+
+def python_side_defaults(compiled: SQLCompiler) -> dict[str, Any]:
+    """The values of the ``default=`` of columns an INSERT or UPDATE leaves out.
+
+    ``Connection.execute`` computes them per execution; here a scalar default is compiled in as
+    a constant, and a callable one (which would need an execution context) is refused.
+    """
+    defaults: dict[str, Any] = {}
+    for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
+        default = column.default if compiled.isinsert else column.onupdate
+        if default is None or not default.is_scalar:
+            raise ValueError(
+                f"column {column} has a Python-side default the driver cannot compute: "
+                "give its value in the statement"
+            )
+        defaults[column.key] = default.arg  # type: ignore[attr-defined]
+    return defaults
 
 
 def result_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Processor:

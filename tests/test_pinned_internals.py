@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import inspect
 
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    bindparam,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 from telegram.ext import ExtBot
@@ -33,7 +43,8 @@ def test_sqlalchemy_compiler_exposes_what_the_driver_reads() -> None:
     statement = select(bindparam("wanted"), literal(5))
     compiled = statement.compile(dialect=SQLiteDialect_pysqlite())
     assert isinstance(compiled, SQLCompiler)
-    missing = [name for name in ("positiontup", "binds", "string") if not hasattr(compiled, name)]
+    internals = ("positiontup", "binds", "string", "insert_prefetch", "update_prefetch")
+    missing = [name for name in internals if not hasattr(compiled, name)]
     assert not missing, (
         f"SQLAlchemy's SQLCompiler lost {missing}, which storage/driver.py's CompiledStatement "
         "reads to run statements on the driver: port it or lower the version cap"
@@ -50,3 +61,12 @@ def test_sqlalchemy_compiler_exposes_what_the_driver_reads() -> None:
 def test_the_driver_runs_a_statement_as_sqlalchemy_compiles_it() -> None:
     compiled = CompiledStatement(select(bindparam("wanted"), literal(5)), SQLiteDialect_pysqlite())
     assert compiled.arguments({"wanted": "x"}) == ["x", 5]
+
+
+def test_the_driver_writes_a_columns_scalar_default() -> None:
+    """SQLAlchemy leaves a Python-side default to the execution context (``insert_prefetch``);
+    the driver compiles it in, or a NOT NULL column with ``default=`` would get NULL."""
+    table = Table("t", MetaData(), Column("id", Integer), Column("flag", Boolean, default=True))
+    statement = insert(table).values(id=bindparam("id"))
+    compiled = CompiledStatement(statement, SQLiteDialect_pysqlite())
+    assert compiled.arguments({"id": 1}) == [1, 1]
