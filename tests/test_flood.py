@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from handlers import texts
 from handlers.flood import BURST, FloodLimiter, Verdict
 from tests.conftest import Clock, running_bot
 from tests.factories import LABELS, make_spec
-from tests.test_e2e_worker import answers_in_db, store_of
+from tests.test_e2e_worker import answers_in_db, newer_than, settled, store_of
 
 RATE = 3.0
 
@@ -153,17 +152,13 @@ async def label(user: FakeUser, item: JSONDict, taps: int) -> None:
         item = await user.wait_for(newer_than(item["message_id"]))
 
 
-def newer_than(message_id: int) -> Callable[[JSONDict], bool]:
-    return lambda message: message["message_id"] > message_id
-
-
 async def test_a_flood_is_dropped_before_the_database_while_another_worker_labels_on(
     bot: LabelBotApp, telegram: FakeTelegram, clock: Clock
 ) -> None:
     await store_of(bot).load_taskset(make_spec(items=20, overlap=1))
     flooder, worker = telegram.user(61, "Flo"), telegram.user(62, "Wes")
     flooder_item, worker_item = await start(flooder), await start(worker)
-    await telegram.wait_idle()
+    await settled(bot, telegram)
     clock.advance(minutes=1)
     clock.step = timedelta(0)  # from here on, everything happens in one instant
 
@@ -174,7 +169,7 @@ async def test_a_flood_is_dropped_before_the_database_while_another_worker_label
     for n in range(20):
         await flooder.send_text(f"hello {n}")
     await label(worker, worker_item, taps=4)  # while the bot works through the flood
-    await telegram.wait_idle()
+    await settled(bot, telegram)
 
     assert help_replies(flooder) == BURST
     assert flooder.texts().count(texts.SLOW_DOWN) == 1
@@ -191,7 +186,7 @@ async def test_a_flooded_tap_on_a_live_item_is_answered_and_counts_when_tapped_a
     await store_of(bot).load_taskset(make_spec(items=5, overlap=1))
     ann = telegram.user(63, "Ann")
     item = await start(ann)
-    await telegram.wait_idle()
+    await settled(bot, telegram)
     clock.advance(minutes=1)
     clock.step = timedelta(0)
     for _ in range(BURST):
@@ -199,7 +194,7 @@ async def test_a_flooded_tap_on_a_live_item_is_answered_and_counts_when_tapped_a
 
     await ann.press(LABELS[1], message_id=item["message_id"])
     assert (await ann.wait_alert())["text"] == texts.SLOW_DOWN_ALERT
-    await telegram.wait_idle()
+    await settled(bot, telegram)
     assert await answers_in_db(bot) == 0
     assert "reply_markup" in shown(ann, item["message_id"])  # the item keeps its buttons
 
@@ -216,11 +211,11 @@ async def test_nobody_is_limited_with_the_guard_off_and_coordinators_never(
     telegram: FakeTelegram, db_url: str, clock: Clock, settings: dict[str, Any]
 ) -> None:
     clock.step = timedelta(0)
-    async with running_bot(telegram, db_url, clock, rate_limit=0, **settings):
+    async with running_bot(telegram, db_url, clock, rate_limit=0, **settings) as bot:
         user = telegram.user(64, "Cora")
         for _ in range(BURST * 3):
             await user.send_text("/help")
-        await telegram.wait_idle()
+        await settled(bot, telegram)
 
     assert help_replies(user) == BURST * 3
     assert texts.SLOW_DOWN not in user.texts()
@@ -245,6 +240,6 @@ async def test_a_flood_in_a_group_gets_no_notice_there(
                 }
             }
         )
-    await telegram.wait_idle()
+    await settled(bot, telegram)
 
     assert not [call for call in telegram.calls if call.params.get("chat_id") == group["id"]]
