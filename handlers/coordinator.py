@@ -253,8 +253,10 @@ def draft_keyboard(taskset_id: int) -> InlineKeyboardMarkup:
 
 
 async def preview_tap(update: Update, context: Context) -> None:
-    if update.callback_query is not None:
-        await answer_query(update.callback_query, texts.PREVIEW_TAP)
+    """A label button of an upload's item preview: it only says so."""
+    tap = await coordinator_tap(update, context, PREVIEW_PATTERN)
+    if tap is not None:
+        await answer_query(tap[0], texts.PREVIEW_TAP)
 
 
 async def draft_decision(update: Update, context: Context) -> None:

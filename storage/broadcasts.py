@@ -120,8 +120,9 @@ class BroadcastQueue:
 
     async def take(self, broadcast_id: int, runner: str) -> BroadcastJob | None:
         """Become the runner of an unfinished broadcast nobody else holds; None if finished or
-        held by a live runner. Taking it over from a runner that died turns that runner's
-        claim into ``unknown``: it may have been delivered, so it is never sent again."""
+        held by a live runner. A claim left "sending" (by a runner that died, or by an attempt
+        that failed midway) becomes ``unknown``: it may have been delivered, so it is never
+        sent again."""
         now = self.clock()
         async with self.sessions.begin() as session:
             broadcast = await session.scalar(
@@ -132,19 +133,20 @@ class BroadcastQueue:
             held = broadcast.runner not in (None, runner)
             if held and broadcast.runner_until is not None and as_utc(broadcast.runner_until) > now:
                 return None
-            if broadcast.runner != runner:
-                await session.execute(
-                    update(BroadcastRecipient)
-                    .where(
-                        BroadcastRecipient.broadcast_id == broadcast_id,
-                        BroadcastRecipient.state == DeliveryState.SENDING,
-                    )
-                    .values(
-                        state=DeliveryState.UNKNOWN,
-                        detail="the sending process stopped mid-send",
-                        updated_at=now,
-                    )
+            # A runner takes a broadcast with no send of its own in flight: a claim still
+            # "sending" is left by a process that died, or by this one's own failed attempt.
+            await session.execute(
+                update(BroadcastRecipient)
+                .where(
+                    BroadcastRecipient.broadcast_id == broadcast_id,
+                    BroadcastRecipient.state == DeliveryState.SENDING,
                 )
+                .values(
+                    state=DeliveryState.UNKNOWN,
+                    detail="the send was interrupted",
+                    updated_at=now,
+                )
+            )
             broadcast.runner, broadcast.runner_until = runner, now + self.lease
             return BroadcastJob(
                 id=broadcast.id,

@@ -327,6 +327,7 @@ async def test_nobody_but_a_coordinator_can_do_anything(
     await mallory.send_text("/suspend 31 live because")
     await mallory.send_document(taskset_json(), "photos.json")
     forged = [
+        "cv",
         f"cp:{draft}",
         f"cx:{draft}",
         f"ct:p:{live}",
@@ -599,11 +600,14 @@ async def test_an_accepted_dispute_recounts_scores_and_reinstates_the_worker(
     prompt = await dan.wait_for("Dispute #")
     await dan.send_text("It is clearly neutral", reply_to=prompt)
     await dan.wait_for(lambda m: m["message_id"] > prompt["message_id"])
+    # Rita disputes a control she got right; that one will be rejected.
+    await rita.press(texts.DISPUTE_BUTTON, message_id=feedback["52:control 1"]["message_id"])
+    await rita.wait_for("Dispute #")
     coordinator = telegram.user(COORDINATOR, "Cora")
     card = (await show_cards(coordinator, 1))["live"]
 
     await coordinator.press(texts.DISPUTES_BUTTON, message_id=card["message_id"])
-    case = await coordinator.wait_for("⚖ Dispute in “Live” (1 waiting)")
+    case = await coordinator.wait_for("⚖ Dispute in “Live” (2 waiting)")
     assert "Item g0: control 0" in case["text"] and "Gold label: positive" in case["text"]
     assert "answered: neutral" in case["text"] and "It is clearly neutral" in case["text"]
     decided = await tap_and_wait(coordinator, texts.ACCEPT_BUTTON, case)
@@ -613,8 +617,13 @@ async def test_an_accepted_dispute_recounts_scores_and_reinstates_the_worker(
         "Gold scores recounted for 2 workers" in decided["text"]
         and "Reinstated: 51" in decided["text"]
     )
-    await coordinator.wait_for("No gold disputes are waiting in “Live”")
     await dan.wait_for("was accepted: for “control 0” the expected answer is now “neutral”")
+    second = await coordinator.wait_for("⚖ Dispute in “Live” (1 waiting)")
+    assert "Worker 52 (Rita) answered: negative" in second["text"]
+    rejected = await tap_and_wait(coordinator, texts.REJECT_BUTTON, second)
+    assert "Rejected: the gold label stays “negative”" in rejected["text"]
+    await rita.wait_for("for “control 1” the expected answer stays “negative”")
+    await coordinator.wait_for("No gold disputes are waiting in “Live”")
     back = await dan.wait_for("you can label “Live” again")
     scores = {s.worker_id: s for s in await store_of(bot).worker_scores(card_id(card))}
     assert (scores[51].gold_correct, scores[51].status) == (1, MembershipStatus.ACTIVE)
