@@ -121,7 +121,7 @@ def test_the_exports_hold_every_item_with_its_overlap_of_trusted_answers(
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-def test_postgres_gives_the_same_run_and_an_used_database_is_refused(
+def test_postgres_gives_the_same_run_and_a_used_database_is_refused(
     db_url: str, sqlite_runs: tuple[Run, Run], tmp_path: Path
 ) -> None:
     run = demo_run(tmp_path, "--database-url", db_url)
