@@ -48,13 +48,15 @@ def store_of(bot: LabelBotApp) -> LabelStore:
     return services.store
 
 
-def scaled_bot(telegram: FakeTelegram, db_url: str, clock: Clock) -> Any:
+def scaled_bot(
+    telegram: FakeTelegram, db_url: str, clock: Clock, broadcast_rate: float = 20 * SCALE
+) -> Any:
     return running_bot(
         telegram,
         db_url,
         clock,
         rate_limit=30 * SCALE,
-        broadcast_rate=20 * SCALE,
+        broadcast_rate=broadcast_rate,
         coordinators=frozenset({COORDINATOR}),
     )
 
@@ -185,7 +187,8 @@ async def test_500_workers_are_told_once_within_limits_while_taps_stay_prompt(
 async def test_a_restart_mid_broadcast_resumes_and_tells_nobody_twice(
     telegram: FakeTelegram, db_url: str, clock: Clock
 ) -> None:
-    async with scaled_bot(telegram, db_url, clock) as first:
+    # The first process broadcasts slowly enough (300 take 7.5 s) to be stopped midway.
+    async with scaled_bot(telegram, db_url, clock, broadcast_rate=40) as first:
         store = store_of(first)
         users = await add_workers(store, telegram, range(30_000, 30_300))
         recipients = {user.id for user in users}
