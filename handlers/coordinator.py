@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 # Bots may download files up to 20 MB (getFile); a bigger document is refused before.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 FORMATS: dict[str, Format] = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
+DOWNLOAD_SECONDS = 120.0  # 20 MB on a slow link
 MAX_CARDS = 20
 STATUS_ACTIONS = {"p": "pause", "r": "resume", "c": "close"}
 METHODS: dict[str, Method] = {"m": "mv", "w": "wawa", "d": "ds"}
@@ -197,7 +198,7 @@ async def download(context: Context, document: Document) -> bytes | None:
     file = await context.bot.get_file(document.file_id)
     if (file.file_size or 0) > MAX_UPLOAD_BYTES:
         return None
-    data = bytes(await file.download_as_bytearray())
+    data = bytes(await file.download_as_bytearray(read_timeout=DOWNLOAD_SECONDS))
     return data if len(data) <= MAX_UPLOAD_BYTES else None
 
 
