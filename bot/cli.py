@@ -14,7 +14,7 @@ from typing import TextIO
 
 from pydantic import SecretStr, ValidationError
 
-from bot import event_loop
+from bot import event_loop, money_cli
 from bot.settings import Settings
 from storage.engine import create_engine
 from storage.exports import UnknownTaskSet, export_taskset, quality_report
@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     reinstate.add_argument("worker_id", type=int)
     reinstate.add_argument("--taskset", help="only in this task set")
     reinstate.set_defaults(handler=cmd_reinstate)
+    money_cli.add_commands(commands)  # payouts, bonuses
     return parser
 
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
     # Updates per second one user may keep sending (bursts of 5 pass); 0 turns the guard off.
     flood_rate: float = Field(3.0, ge=0)
+    # Key of the HMAC behind leaderboard pseudonyms; generated and kept in the database when
+    # unset. Changing it renames every pseudonym.
+    pseudonym_secret: SecretStr | None = None
     # Messages per second of a broadcast (new task set); keep it below rate_limit, so taps
     # always find room within Telegram's limits.
     broadcast_rate: float = Field(20.0, gt=0)
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("bot_token", "webhook_secret")
+    @field_validator("bot_token", "webhook_secret", "pseudonym_secret")
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         # `VAR=` in .env or compose's `${VAR:-}` gives "": no secret, not an empty one.
@@ -73,6 +76,10 @@ class Settings(BaseSettings):
         if self.webhook_url and self.webhook_secret is None:
             raise ValueError("LABELBOT_WEBHOOK_SECRET is required when LABELBOT_WEBHOOK_URL is set")
         return self
+
+    def pseudonym_key(self) -> str | None:
+        """The key of leaderboard pseudonyms; None: the one kept in the database."""
+        return self.pseudonym_secret.get_secret_value() if self.pseudonym_secret else None
 
     def token(self) -> str:
         if self.bot_token is None:

@@ -36,6 +36,7 @@ class Policy:
     reward_minor: int
     currency: str
     rules: QualityRules
+    hold_hours: int = 0  # rewards stay pending this long
 
 
 class TaskSetCatalog:
@@ -83,5 +84,6 @@ class TaskSetCatalog:
             reward_minor=row.reward_minor,
             currency=row.currency,
             rules=QualityRules.model_validate(row.quality),
+            hold_hours=row.hold_hours,
         )
         return view, policy

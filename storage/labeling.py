@@ -22,6 +22,7 @@ from sqlalchemy.pool import QueuePool
 from storage.catalog import Policy, TaskSetCatalog
 from storage.driver import Transaction, open_driver
 from storage.engine import is_sqlite
+from storage.ledger import on_suspended
 from storage.models import (
     AnswerKind,
     AssignmentState,
@@ -79,8 +80,11 @@ from storage.statements.quality import (
     SET_CONFIDENCE_AND_GROW,
 )
 from storage.statements.shapes import Standing, read_row
+from storage.statements.tallies import ADD_REWARD_TO_TOTALS, MOVE_BUCKETS, UPSERT_TALLIES
+from tasksets.money import available_from
 from tasksets.qualification import qualification_verdict
 from tasksets.quality import WorkerRecord, item_posterior, smoothed_accuracy, suspension_reason
+from tasksets.standing import MIN_CONTROL_ANSWERS, Period, min_control, period_start
 
 Choice = int | Literal["skip", "unsure"]
 SKIPPED_TEXT = {AnswerKind.SKIP: "Skipped", AnswerKind.UNSURE: "Not sure"}
@@ -342,6 +346,11 @@ class Labeling:
                 "currency": policy.currency,
                 "gold": int(graded),
                 "correct": int(correct),
+                "available_at": available_from(now, policy.hold_hours),
+                "day": period_start(Period.DAY, now),
+                "week": period_start(Period.WEEK, now),
+                "min_set": min_control(policy.last_gold_position is not None),
+                "min_all": MIN_CONTROL_ANSWERS,
             },
         )
         if counted and not claim.is_gold and policy.overlap_confidence is not None:
@@ -366,6 +375,9 @@ class Labeling:
             await self._change_status(tx, worker_id, view.id, change)
             if change.status == MembershipStatus.SUSPENDED:
                 await tx.run(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": view.id})
+                reversed_money = await on_suspended(tx, worker_id, view.id, change.reason, now)
+                if reversed_money is not None:
+                    change = replace(change, reversed_minor=reversed_money.amount_minor)
             standing = replace(standing, status=change.status, status_reason=change.reason)
         following = await self._lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
@@ -383,6 +395,10 @@ class Labeling:
         await tx.run(SETTLE_ITEM, params)
         if params["credit"]:
             await tx.run(INSERT_REWARD, {**params, "answer_id": answer_id})
+            await tx.run(ADD_REWARD_TO_TOTALS, params)
+        if params["added"]:
+            await tx.run(UPSERT_TALLIES, params)
+            await tx.run(MOVE_BUCKETS, params)
         return answer_id, read_row(Standing, await tx.one(STANDING_AFTER_ANSWER, params))
 
     async def _update_confidence(

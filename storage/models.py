@@ -8,7 +8,7 @@ status, disputes); the worker hot path touches ``assignments``, ``answers``, ``i
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -58,6 +60,7 @@ class WorkerStatus(enum.StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"  # blocked the bot (Telegram 403)
     BANNED = "banned"
+    DELETED = "deleted"  # an anonymous stand-in for someone who erased their data (/delete)
 
 
 class TaskSetStatus(enum.StrEnum):
@@ -118,6 +121,8 @@ class Worker(Base):
     current_taskset_id: Mapped[int | None] = mapped_column(
         ForeignKey("tasksets.id", ondelete="SET NULL")
     )
+    # The name shown on leaderboards when the worker opted in (/settings); else a pseudonym.
+    public_name: Mapped[str | None] = mapped_column(String(64))
     joined_at: Mapped[datetime]
     # Whether the worker wants a message when a new task set opens (/settings).
     notify: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
@@ -150,6 +155,10 @@ class TaskSet(Base):
     status: Mapped[TaskSetStatus] = mapped_column(
         _enum(TaskSetStatus), default=TaskSetStatus.ACTIVE
     )
+    # Rewards stay pending this long before they can be paid out.
+    hold_hours: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The accuracy bonus (tasksets.bonus.BonusRule as a dict), if the set offers one.
+    bonus: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     # When every item got its answers and the coordinators were told (once).
     completed_at: Mapped[datetime | None]
@@ -258,11 +267,69 @@ class Answer(Base):
     created_at: Mapped[datetime]
 
 
+class LedgerKind(enum.StrEnum):
+    """What a ledger entry is, and so which cause it points to."""
+
+    REWARD = "reward"  # an accepted answer (answer_id)
+    BONUS = "bonus"  # a task set's accuracy bonus (taskset_id), once per worker and set
+    REVERSAL = "reversal"  # pending money taken back at a suspension (reverses_id)
+    RESTORE = "restore"  # a reversal undone at a reinstatement (reverses_id)
+    PAYOUT = "payout"  # paid out in a payout batch (payout_batch_id)
+
+
 class LedgerEntry(Base):
-    """Append-only earnings ledger in integer minor units; a balance is a SUM, never a float."""
+    """Append-only earnings ledger in integer minor units; a balance is a SUM, never a float.
+
+    An entry is pending until ``available_at`` (the set's hold period) and available after.
+    A reversal carries the ``available_at`` of the entry it reverses, so it cancels pending
+    money only, never money that may already have been paid out. Entries are never updated or
+    deleted, except that /delete moves a worker's entries to an anonymous stand-in.
+    """
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_worker", "worker_id", "currency"),)
+    __table_args__ = (
+        CheckConstraint(
+            "(kind = 'reward' AND answer_id IS NOT NULL AND amount_minor >= 0)"
+            " OR (kind = 'bonus' AND taskset_id IS NOT NULL AND amount_minor > 0)"
+            " OR (kind IN ('reversal', 'restore') AND reverses_id IS NOT NULL"
+            " AND adjustment_id IS NOT NULL)"
+            " OR (kind = 'payout' AND payout_batch_id IS NOT NULL AND amount_minor < 0)",
+            name="cause",
+        ),
+        Index("ix_ledger_worker", "worker_id", "id"),
+        Index("ix_ledger_pending", "worker_id", "available_at"),
+        # Each entry is reversed (or a reversal restored) at most once.
+        Index(
+            "uq_ledger_reverses",
+            "reverses_id",
+            unique=True,
+            sqlite_where=text("reverses_id IS NOT NULL"),
+            postgresql_where=text("reverses_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_ledger_adjustment",
+            "adjustment_id",
+            sqlite_where=text("adjustment_id IS NOT NULL"),
+            postgresql_where=text("adjustment_id IS NOT NULL"),
+        ),
+        # One bonus per worker and set; one payout per worker and batch.
+        Index(
+            "uq_ledger_bonus",
+            "taskset_id",
+            "worker_id",
+            unique=True,
+            sqlite_where=text("kind = 'bonus'"),
+            postgresql_where=text("kind = 'bonus'"),
+        ),
+        Index(
+            "uq_ledger_payout",
+            "payout_batch_id",
+            "worker_id",
+            unique=True,
+            sqlite_where=text("payout_batch_id IS NOT NULL"),
+            postgresql_where=text("payout_batch_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
@@ -271,9 +338,141 @@ class LedgerEntry(Base):
     answer_id: Mapped[int | None] = mapped_column(
         ForeignKey("answers.id", ondelete="RESTRICT"), unique=True
     )
-    kind: Mapped[str] = mapped_column(String(16))  # reward | payout | adjustment
+    kind: Mapped[str] = mapped_column(String(16))  # a LedgerKind
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime]
+    available_at: Mapped[datetime]
+    reverses_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_entries.id", ondelete="RESTRICT")
+    )
+    adjustment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_adjustments.id", ondelete="RESTRICT")
+    )
+    payout_batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payout_batches.id", ondelete="RESTRICT")
+    )
+    # Why, for a bonus (in the worker's words); a reversal's reason is on its adjustment.
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class LedgerAdjustment(Base):
+    """One suspension's reversal of a worker's pending money in a set, or the reinstatement
+    that restored it: the cause its ledger entries point to, and the reason the worker reads."""
+
+    __tablename__ = "ledger_adjustments"
+    __table_args__ = (Index("ix_ledger_adjustments_worker", "worker_id", "taskset_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
+    taskset_id: Mapped[int | None] = mapped_column(ForeignKey("tasksets.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))  # LedgerKind.REVERSAL or RESTORE
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class PayoutBatch(Base):
+    """One ``labelbot payouts --out`` listing; ``--mark-paid`` pays exactly its lines, once."""
+
+    __tablename__ = "payout_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    min_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    # Given up unpaid (``labelbot payouts --cancel``): its money may be listed again.
+    cancelled_at: Mapped[datetime | None]
+
+
+class PayoutLine(Base):
+    """A worker's amount in a payout batch, as the payouts file lists it."""
+
+    __tablename__ = "payout_lines"
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount"),)
+
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("payout_batches.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.id", ondelete="RESTRICT"), primary_key=True
+    )
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerTotal(Base):
+    """Running sums of a worker's ledger per currency, kept in the same statement or
+    transaction as every entry (CONSISTENCY_CHECKS recounts them from the entries), so that
+    /me reads one row instead of a worker's whole history."""
+
+    __tablename__ = "ledger_totals"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.id", ondelete="RESTRICT"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    paid_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class Tally(Base):
+    """A worker's accepted answers and gold score in one scope (a task set's id, or 0 for all
+    sets) and one period (a UTC day, a week from Monday, all time), kept by the answer's
+    transaction. The leaderboards and /me read these rows, never the answers."""
+
+    __tablename__ = "tallies"
+
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("workers.id", ondelete="RESTRICT"), primary_key=True
+    )
+    scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)  # tasksets.standing.Period
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
+    answers: Mapped[int]
+    gold_answers: Mapped[int]
+    gold_correct: Mapped[int]
+    # Smoothed gold accuracy in parts per million: the tie-break, in the rank index.
+    accuracy_ppm: Mapped[int]
+    # Control answers needed to be ranked in this scope (tasksets.standing.min_control).
+    min_control: Mapped[int]
+    # Off the boards: suspended in this set, or erased (/delete).
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# A board's top ten walks this index in order; a rank counts the ties ahead of the worker in it.
+Index(
+    "ix_tallies_rank",
+    Tally.scope,
+    Tally.period,
+    Tally.start,
+    Tally.answers.desc(),
+    Tally.accuracy_ppm.desc(),
+    Tally.worker_id,
+)
+
+
+class RankBucket(Base):
+    """How many ranked workers (visible, with enough control answers) have exactly
+    ``answers`` in a scope and period: a rank is a sum over the buckets above, whatever the
+    number of workers. (No CHECK on ``workers``: an upsert that takes one away checks its
+    candidate row, -1, before it meets the existing one; CONSISTENCY_CHECKS recounts them.)"""
+
+    __tablename__ = "rank_buckets"
+
+    scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
+    answers: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    workers: Mapped[int]
+
+
+class AppSecret(Base):
+    """Secrets generated on first run and shared by every process (the pseudonym key)."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime]
 
 

@@ -75,6 +75,8 @@ class StatusChange:
 
     status: MembershipStatus
     reason: str | None
+    # A suspension reverses the worker's pending money in the set: how much (minor units).
+    reversed_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from storage.broadcasts import BroadcastQueue
 from storage.coordination import Coordination
 from storage.engine import session_factory
 from storage.labeling import Choice, Labeling
+from storage.ledger import Ledger, on_reinstated
 from storage.models import (
     Answer,
     AnswerKind,
@@ -29,6 +30,7 @@ from storage.models import (
     Worker,
     WorkerStatus,
 )
+from storage.privacy import Privacy
 from storage.results import (
     AnswerOutcome,
     Earnings,
@@ -39,7 +41,11 @@ from storage.results import (
     TaskSetView,
     WorkerScore,
 )
+from storage.session_tx import SessionTransaction
+from storage.standing import Standing
+from storage.statements.ledger import LEDGER_CHECKS
 from storage.statements.shapes import read_row
+from storage.statements.tallies import TALLY_CHECKS
 from tasksets.quality import smoothed_accuracy
 from tasksets.spec import TaskSetSpec
 
@@ -67,6 +73,8 @@ CONSISTENCY_CHECKS = {
         " - (SELECT coalesce(sum(t.reward_minor), 0) FROM answers a "
         "JOIN tasksets t ON t.id = a.taskset_id WHERE a.kind = 'label')"
     ),
+    **LEDGER_CHECKS,
+    **TALLY_CHECKS,
 }
 
 
@@ -93,11 +101,16 @@ class LabelStore:
         lease: timedelta = DEFAULT_LEASE,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        pseudonym_secret: str | None = None,
     ) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self.clock = clock
         self.labeling = Labeling(engine, lease=lease, clock=clock, rng=rng or random.Random())
+        # Money (balances, bonuses, payouts), standing (/me, boards) and personal data.
+        self.ledger = Ledger(self.sessions, clock)
+        self.standing = Standing(self.sessions, clock, pseudonym_secret=pseudonym_secret)
+        self.privacy = Privacy(self.sessions, self.labeling, clock)
         # The coordinators' operations (drafts, status, disputes, ...) and the broadcast queue.
         self.broadcasts = BroadcastQueue(self.sessions, clock)
         self.coordination = Coordination(self, self.broadcasts)
@@ -129,6 +142,8 @@ class LabelStore:
                 gold_ratio=spec.gold_ratio,
                 qualification=spec.qualification.model_dump() if spec.qualification else None,
                 quality=spec.quality.model_dump(),
+                hold_hours=spec.hold_hours,
+                bonus=spec.bonus.model_dump(mode="json") if spec.bonus else None,
                 status=status,
                 created_at=now,
             )
@@ -181,11 +196,17 @@ class LabelStore:
         return await self.labeling.view(taskset_id)
 
     async def set_taskset_status(self, name: str, status: TaskSetStatus) -> bool:
+        """Change a set's status; closing it grants its accuracy bonuses (once per worker)."""
         async with self.sessions.begin() as session:
-            result = await session.execute(
-                update(TaskSet).where(TaskSet.name == name).values(status=status)
+            taskset_id = await session.scalar(
+                update(TaskSet)
+                .where(TaskSet.name == name)
+                .values(status=status)
+                .returning(TaskSet.id)
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        if taskset_id is not None and status == TaskSetStatus.CLOSED:
+            await self.ledger.grant_bonuses(taskset_id)
+        return taskset_id is not None
 
     async def taskset_progress(self) -> list[TaskSetProgress]:
         async with self.sessions() as session:
@@ -309,9 +330,13 @@ class LabelStore:
         await self.labeling.mark_inactive(worker_id)
 
     async def reinstate(self, worker_id: int, taskset_name: str | None = None) -> int:
-        """Lift a suspension (all sets, or one); returns how many memberships changed."""
+        """Lift a suspension (all sets, or one); returns how many memberships changed.
+
+        In the same transaction the worker rejoins those sets' leaderboards and every reversal
+        of their pending money there is restored (``storage.ledger.on_reinstated``).
+        """
         async with self.sessions.begin() as session:
-            query = update(Membership).where(
+            query = select(Membership.taskset_id).where(
                 Membership.worker_id == worker_id,
                 Membership.status.in_([MembershipStatus.SUSPENDED, MembershipStatus.FAILED]),
             )
@@ -320,10 +345,18 @@ class LabelStore:
                     Membership.taskset_id
                     == select(TaskSet.id).where(TaskSet.name == taskset_name).scalar_subquery()
                 )
-            result = await session.execute(
-                query.values(status=MembershipStatus.ACTIVE, status_reason="reinstated")
+            taskset_ids = list(await session.scalars(query.with_for_update()))
+            if not taskset_ids:
+                return 0
+            await session.execute(
+                update(Membership)
+                .where(Membership.worker_id == worker_id, Membership.taskset_id.in_(taskset_ids))
+                .values(status=MembershipStatus.ACTIVE, status_reason="reinstated")
             )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            now = self.clock()
+            for taskset_id in taskset_ids:
+                await on_reinstated(SessionTransaction(session), worker_id, taskset_id, now)
+            return len(taskset_ids)
 
     async def current_taskset(self, worker_id: int) -> TaskSetView | None:
         async with self.sessions() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 DEFAULT_MINOR_UNITS = 2
@@ -82,3 +83,9 @@ def _parse_amount(amount: str | Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError(f"{amount!r} is not a decimal amount such as 0.02")
     return value
+
+
+def available_from(earned_at: datetime, hold_hours: int) -> datetime:
+    """When money earned at ``earned_at`` stops being pending and can be paid out: after the
+    task set's hold period (``"hold_hours"``; 0 makes it available at once)."""
+    return earned_at + timedelta(hours=hold_hours)

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tasksets import money
+from tasksets.bonus import BonusRule
 from tasksets.qualification import Qualification
 from tasksets.quality import QualityRules
 from tasksets.rendering import MAX_CAPTION, MAX_TEXT, item_body, telegram_length
@@ -192,6 +193,10 @@ class TaskSetSpec(BaseModel):
     qualification: Qualification | None = None
     # Auto-suspension thresholds; the defaults suit most sets.
     quality: QualityRules = QualityRules()
+    # Hours a reward stays pending before it can be paid out (a suspension reverses it).
+    hold_hours: int = Field(default=0, ge=0, le=24 * 366)
+    # The accuracy bonus paid once per worker when the set closes; none by default.
+    bonus: BonusRule | None = None
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @model_validator(mode="before")

@@ -1,5 +1,6 @@
 """Recording an answer: claim the lease by its token, store the answer, close the lease,
-settle the item, credit the reward and count the answer in the worker's standing.
+settle the item, credit the reward and count the answer in the worker's standing, tallies,
+rank buckets and ledger totals (``storage/statements/tallies.py``).
 
 Each write is described once. SQLite runs them one by one (in-process, a statement costs no
 round trip); PostgreSQL runs the same statements as one, merged with data-modifying CTEs
@@ -34,6 +35,11 @@ from storage.models import (
 )
 from storage.statements.build import insert_from_select, insert_values, typed_bind
 from storage.statements.shapes import Standing, columns_named
+from storage.statements.tallies import (
+    ADD_REWARD_TO_TOTALS,
+    UPSERT_TALLIES,
+    bucket_moves_statement,
+)
 
 
 def claim_query(*, lock: bool) -> Any:
@@ -101,6 +107,8 @@ def reward_values(answer_id: Any) -> dict[str, Any]:
         "amount_minor": typed_bind("amount_minor", LedgerEntry.amount_minor),
         "currency": typed_bind("currency", LedgerEntry.currency),
         "created_at": typed_bind("created_at", LedgerEntry.created_at),
+        # Pending until then: the set's hold period after the answer.
+        "available_at": typed_bind("available_at", LedgerEntry.available_at),
     }
 
 
@@ -141,13 +149,18 @@ SETTLE_ITEM = settle_item_statement()
 
 
 def answer_writes_statement() -> Select[Any]:
-    """INSERT_ANSWER, MARK_ANSWERED, SETTLE_ITEM, INSERT_REWARD (when ``credit``) and
-    STANDING_AFTER_ANSWER as one statement; returns the answer id and the standing."""
+    """INSERT_ANSWER, MARK_ANSWERED, SETTLE_ITEM, INSERT_REWARD and ADD_REWARD_TO_TOTALS
+    (when ``credit``), STANDING_AFTER_ANSWER, UPSERT_TALLIES and the rank buckets' moves (when
+    ``added``) as one statement; returns the answer id and the standing."""
     answer = INSERT_ANSWER.cte("answer")
     credited = select(answer).where(bindparam("credit", type_=Boolean)).subquery()
     standing = STANDING_AFTER_ANSWER.cte("standing")
+    tallies = UPSERT_TALLIES.cte("tallied")
     return select(answer.c.id.label("answer_id"), *standing.c).add_cte(
         MARK_ANSWERED.cte("marked"),
         SETTLE_ITEM.cte("settled"),
         insert_from_select(LedgerEntry, reward_values(credited.c.id), credited).cte("rewarded"),
+        ADD_REWARD_TO_TOTALS.cte("totalled"),
+        tallies,
+        bucket_moves_statement(tallies).cte("moved"),
     )
