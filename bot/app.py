@@ -14,7 +14,8 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, JobQu
 
 from bot.settings import Settings
 from bot.transport import build_requests
-from handlers import coordinator, flood, registry, stats, texts, worker
+from handlers import coordinator, flood, privacy, registry, stats, texts, worker
+from handlers import settings as settings_menu
 from handlers.broadcasts import Broadcaster
 from handlers.labeling_bot import LabelingBot
 from handlers.registry import Routes
@@ -27,7 +28,13 @@ log = logging.getLogger(__name__)
 
 LEASE_SWEEP_SECONDS = 30.0
 # Every audience's handlers, in order; the catch-all for unclaimed buttons follows them all.
-HANDLER_MODULES: tuple[Routes, ...] = (worker.ROUTES, stats.ROUTES, coordinator.ROUTES)
+HANDLER_MODULES: tuple[Routes, ...] = (
+    worker.ROUTES,
+    stats.ROUTES,
+    settings_menu.ROUTES,
+    privacy.ROUTES,
+    coordinator.ROUTES,
+)
 # How often a process looks for task sets that got all their answers, to tell the coordinators.
 COMPLETION_CHECK_SECONDS = 30.0
 
@@ -47,7 +54,11 @@ def build_application(
             await upgrade(engine)
         application.bot_data.open(
             LabelStore(
-                engine, lease=timedelta(seconds=settings.lease_seconds), clock=clock, rng=rng
+                engine,
+                lease=timedelta(seconds=settings.lease_seconds),
+                clock=clock,
+                rng=rng,
+                pseudonym_secret=settings.pseudonym_key(),
             ),
             coordinators=settings.coordinators,
         )

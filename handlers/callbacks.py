@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from storage.labeling import Choice
+from tasksets.standing import Period
 
 MAX_BYTES = 64
 ANSWER_PATTERN = re.compile(r"^a:([A-Za-z0-9_-]{8,32}):(\d{1,2}|s|u)$")
@@ -92,3 +93,40 @@ def decode_parts(pattern: re.Pattern[str], data: str) -> tuple[str, ...] | None:
     anything malformed."""
     match = pattern.match(data)
     return tuple(group or "" for group in match.groups()) if match else None
+
+
+# ------------------------------------------------------------------- money and standing
+# /leaderboard's period and scope buttons, /me's chart, /settings' name on the boards, and
+# /delete's confirmation (the moment it was asked, so an old button cannot erase anything).
+BOARD_PATTERN = re.compile(r"^lb:(\d{1,18}):([dwa])$")  # scope (a set's id, 0 all), period
+CHART_PATTERN = re.compile(r"^mc$")
+SHOW_NAME_PATTERN = re.compile(r"^sp:([01])$")  # pseudonym / first name on the boards
+ERASE_PATTERN = re.compile(r"^del:(\d{1,12}|no)$")  # confirm (asked at, unix time) / keep
+
+
+@dataclass(frozen=True, slots=True)
+class BoardData:
+    scope: int
+    period: Period
+
+
+def encode_board(scope: int, period: Period) -> str:
+    return encode_parts("lb", scope, period.value)
+
+
+def decode_board(data: str) -> BoardData | None:
+    match = BOARD_PATTERN.match(data)
+    return BoardData(int(match.group(1)), Period(match.group(2))) if match else None
+
+
+def encode_erase(asked_at: int | None) -> str:
+    """The confirm button (with the unix time /delete was sent) or, for None, the keep one."""
+    return encode_parts("del", "no" if asked_at is None else asked_at)
+
+
+def decode_erase(data: str) -> int | Literal["no"] | None:
+    """The unix time of the request, "no" for the keep button, None for forged data."""
+    match = ERASE_PATTERN.match(data)
+    if match is None:
+        return None
+    return "no" if match.group(1) == "no" else int(match.group(1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from datetime import timedelta
 
@@ -16,8 +15,9 @@ from storage.coordination import (
     UnsureItem,
     WorkersReport,
 )
+from storage.ledger import Balance, LedgerLine, Statement
+from storage.models import LedgerKind
 from storage.results import (
-    Earnings,
     GoldFeedback,
     NoItem,
     NoItemReason,
@@ -25,8 +25,10 @@ from storage.results import (
     TaskSetView,
     WorkerScore,
 )
+from storage.standing import Board, MyNumbers, Place, Unranked
 from tasksets.money import format_money
 from tasksets.spec import TaskSetSpec
+from tasksets.standing import Period
 
 SKIP_BUTTON = "Skip"
 UNSURE_BUTTON = "Not sure"
@@ -42,6 +44,9 @@ HELP = (
     "/me – your answers, accuracy and earnings\n"
     "/earnings – your balance, pending and paid\n"
     "/leaderboard – the top workers and your rank\n"
+    "/settings – your name on leaderboards, messages about new tasks\n"
+    "/mydata – everything stored about you\n"
+    "/delete – erase your personal data\n"
     "/guidelines – how to label this task\n"
     "/help – this message"
 )
@@ -121,59 +126,206 @@ def passed_training(reason: str | None) -> str:
     return f"🎓 You passed the training ({reason}). Now the real items begin."
 
 
-def me(view: TaskSetView, score: WorkerScore, rank: int, workers: int) -> str:
-    if score.gold_answers:
+# --------------------------------------------------------------------------------------------
+# Money and standing: /me (and its chart), /earnings, /leaderboard, the name on the boards in
+# /settings, /mydata and /delete. handlers/stats.py, handlers/settings.py, handlers/privacy.py.
+# --------------------------------------------------------------------------------------------
+
+CHART_BUTTON = "📈 Last 14 days"
+PERIOD_BUTTONS = {Period.DAY: "Today", Period.WEEK: "This week", Period.ALL: "All time"}
+PERIOD_NAMES = {Period.DAY: "today", Period.WEEK: "this week", Period.ALL: "all time"}
+THIS_SET_BUTTON = "This task"
+ALL_SETS_BUTTON = "All tasks"
+ALL_SETS_TITLE = "All tasks"
+CHART_ME_TITLE = "Your last {days} days (UTC)"
+CHART_ME_ANSWERS = "Answers"
+CHART_ME_ACCURACY = "Control questions right (%)"
+CHART_ME_CAPTION = "📈 Your answers per day and your accuracy on control questions."
+CHART_NOTHING = "No answers in the last 14 days yet: the chart starts with your first answer."
+MYDATA_CAPTION = (
+    "🗂 Everything labelbot stores about you: profile, task sets, answers, earnings ledger, "
+    "disputes and daily counts."
+)
+MYDATA_FILE = "my-labelbot-data.json"
+UNKNOWN_PERSON = "I have no data about you: you never sent /start (or erased your data)."
+DELETE_BUTTON = "🗑 Delete my data"
+KEEP_BUTTON = "Keep it"
+DELETE_KEPT = "Nothing was erased."
+DELETE_STALE = "This button is more than 10 minutes old: send /delete again to erase your data."
+SHOW_NAME_BUTTON = "🙋 Show my first name"
+HIDE_NAME_BUTTON = "🕶 Use my pseudonym"
+
+
+def signed_money(minor: int, currency: str) -> str:
+    """A signed amount: "+0.07 USD" or "−0.35 USD" (a real minus sign)."""
+    return ("−" if minor < 0 else "+") + format_money(abs(minor), currency)
+
+
+def balance_line(balance: Balance) -> str:
+    currency = balance.currency
+    return (
+        f"{format_money(balance.available_minor, currency)} available, "
+        f"{format_money(balance.pending_minor, currency)} pending, "
+        f"{format_money(balance.paid_minor, currency)} paid"
+    )
+
+
+def place_line(place: Place | Unranked | None, ranked: int) -> str:
+    if place is None:
+        return "not ranked yet: label a few items first"
+    if isinstance(place, Unranked):
+        missing = place.control_needed - place.control_answers
+        return f"not ranked yet: {missing} more control question{'s' if missing != 1 else ''}"
+    text = f"#{place.rank:,} of {ranked:,}"
+    if place.next_rank is not None and place.gap is not None:
+        text += f" ({gap_text(place.gap, place.next_rank)})"
+    return text
+
+
+def gap_text(gap: int, next_rank: int) -> str:
+    if gap == 0:
+        return f"as many answers as #{next_rank:,}, who is ahead on accuracy"
+    return f"{gap:,} answer{'s' if gap != 1 else ''} behind #{next_rank:,}"
+
+
+def me(view: TaskSetView, numbers: MyNumbers, balances: list[Balance]) -> str:
+    if numbers.gold_answers:
         accuracy = (
-            f"{score.gold_correct} of {score.gold_answers} control questions right "
-            f"(accuracy estimate {score.gold_accuracy:.0%})"
+            f"{numbers.gold_correct} of {numbers.gold_answers} control questions right "
+            f"(accuracy estimate {numbers.accuracy:.0%})"
         )
     else:
         accuracy = "no control questions answered yet"
+    level = numbers.level.name
+    if numbers.level.next_step:
+        level += f" (next: {numbers.level.next_step})"
     lines = [
-        f"“{view.title}”",
-        f"Answers: {score.answers}",
+        f"📊 “{view.title}”",
+        f"Answers: {numbers.answers_today:,} today, {numbers.answers_total:,} in total",
         f"Accuracy: {accuracy}",
-        f"Rank: {rank} of {workers}",
-        f"Earned here: {format_money(score.earned_minor, view.currency)}",
+        f"Rank: {place_line(numbers.place, numbers.ranked)}",
+        f"Level: {level}",
     ]
-    if score.status != "active":
-        lines.append(f"Status: {score.status} ({score.reason})")
+    if balances:
+        lines += [f"Earnings: {balance_line(b)}" for b in balances]
+    else:
+        lines.append("Earnings: none yet")
+    if numbers.status != "active":
+        lines.append(f"Status: {numbers.status} ({numbers.status_reason})")
     return "\n".join(lines)
 
 
-LEADERBOARD_SIZE = 10
+def board_title(title: str | None, period: Period) -> str:
+    where = f"“{title}”" if title else ALL_SETS_TITLE
+    return f"🏆 {where} · {PERIOD_BUTTONS[period]}"
 
 
-def pseudonym(worker_id: int) -> str:
-    """A stable public name that does not reveal who the worker is."""
-    digest = hashlib.blake2s(str(worker_id).encode(), digest_size=3).hexdigest().upper()
-    return f"Worker {digest}"
-
-
-def leaderboard(view: TaskSetView, ranked: list[WorkerScore], caller: int) -> str:
-    lines = [f"🏆 “{view.title}”"]
-    for rank, score in enumerate(ranked[:LEADERBOARD_SIZE], 1):
-        name = "you" if score.worker_id == caller else pseudonym(score.worker_id)
-        lines.append(f"{rank}. {name} – {score.answers} answers, {score.gold_accuracy:.0%}")
-    mine = next((rank for rank, s in enumerate(ranked, 1) if s.worker_id == caller), None)
-    if mine is not None and mine > LEADERBOARD_SIZE:
-        lines.append(f"…\n{mine}. you – {ranked[mine - 1].answers} answers")
-    if mine is None:
-        lines.append("Label a few items to appear here.")
+def leaderboard(board: Board, title: str | None, caller: int) -> str:
+    """The top ten and the caller's own place; ``title`` is None for the board of all sets."""
+    lines = [board_title(title, board.period)]
+    for row in board.rows:
+        name = "you" if row.worker_id == caller else row.name
+        lines.append(f"{row.rank}. {name} – {row.answers:,} answers, {row.accuracy:.0%} accuracy")
+    if not board.rows:
+        lines.append(f"Nobody is ranked {PERIOD_NAMES[board.period]} yet.")
+    place = board.caller
+    if isinstance(place, Place):
+        if place.rank > len(board.rows):
+            lines.append(
+                f"…\n{place.rank:,}. you – {place.answers:,} answers, {place.accuracy:.0%} accuracy"
+            )
+        summary = f"You: #{place.rank:,} of {board.ranked:,}"
+        if place.next_rank is not None and place.gap is not None:
+            summary += f", {gap_text(place.gap, place.next_rank)}"
+        lines.append(summary + ".")
+    else:
+        lines.append(f"You: {place_line(place, board.ranked)}.")
     return "\n".join(lines)
 
 
-def earnings(rows: list[Earnings]) -> str:
-    if not rows:
+def ledger_line(line: LedgerLine) -> str:
+    amount = signed_money(line.amount_minor, line.currency)
+    where = f" in “{line.taskset_title}”" if line.taskset_title else ""
+    match line.kind:
+        case LedgerKind.REWARD:
+            return f"{amount} answer{where}"
+        case LedgerKind.BONUS:
+            return f"{amount} bonus{where}: {line.reason}"
+        case LedgerKind.REVERSAL:
+            return f"{amount} reversed{where}: suspended ({line.reason})"
+        case LedgerKind.RESTORE:
+            return f"{amount} restored{where}: reinstated"
+        case LedgerKind.PAYOUT:
+            return f"{amount} paid out"
+
+
+def earnings(statement: Statement) -> str:
+    if not statement.balances:
         return "No earnings yet: every answer you give adds to your balance."
-    lines = []
-    for row in rows:
-        lines.append(
-            f"Earned: {format_money(row.earned_minor, row.currency)}\n"
-            f"Paid out: {format_money(row.paid_minor, row.currency)}\n"
-            f"Pending (balance): {format_money(row.balance_minor, row.currency)}"
-        )
+    lines = ["💰 Your earnings"]
+    for balance in statement.balances:
+        currency = balance.currency
+        lines += [
+            f"Available: {format_money(balance.available_minor, currency)}",
+            f"Pending: {format_money(balance.pending_minor, currency)}",
+            f"Paid out: {format_money(balance.paid_minor, currency)}",
+        ]
+    lines.append(
+        "Pending money becomes available after the task's hold period; "
+        "only available money is paid out."
+    )
+    if statement.lines:
+        lines.append("\nLatest:")
+        lines += [ledger_line(line) for line in statement.lines]
+    return "\n".join(lines)
+
+
+def reversed_on_suspension(amount_minor: int, view: TaskSetView) -> str:
+    return (
+        f"{signed_money(-amount_minor, view.currency)} of your pending earnings in “{view.title}” "
+        "was reversed, because your work there is suspended (the reason is below). "
+        "Money already available stays yours. If a coordinator reinstates you, it comes back."
+    )
+
+
+def name_settings(first_name: str | None, pseudonym: str) -> str:
+    shown = f"your first name, {first_name}" if first_name else f"a pseudonym, {pseudonym}"
+    return f"Your name on leaderboards: {shown}."
+
+
+def settings_text(name_line: str, notify: bool) -> str:
+    state = "on" if notify else "off"
+    return f"⚙ Settings\n{name_line}\nMessages about new tasks: {state}."
+
+
+def delete_confirm(erased_unpaid: str | None) -> str:
+    lines = [
+        "🗑 Delete your data?",
+        "Erased: your name, username and language, and the name you show on leaderboards. "
+        "You leave every leaderboard, and your dispute reasons are blanked.",
+        "Kept, under an anonymous id that no longer leads to you: your answers (they are part "
+        "of the labeled datasets) and your earnings ledger (so the accounts still add up).",
+    ]
+    if erased_unpaid:
+        lines.append(f"⚠ Your unpaid earnings ({erased_unpaid}) can no longer be paid to you.")
+    lines.append("If you come back later, you start afresh.")
     return "\n\n".join(lines)
+
+
+def deleted(answers: int, entries: int) -> str:
+    return (
+        "✅ Your personal data is erased. Kept anonymously: "
+        f"{answers:,} answer{'s' if answers != 1 else ''} (part of the labeled datasets) and "
+        f"{entries:,} ledger entr{'ies' if entries != 1 else 'y'} (so the accounts add up). "
+        "Nothing links them to you any more. Send /start to begin afresh."
+    )
+
+
+def unpaid_text(balances: list[Balance]) -> str | None:
+    owed = [b for b in balances if b.available_minor + b.pending_minor]
+    if not owed:
+        return None
+    return ", ".join(format_money(b.available_minor + b.pending_minor, b.currency) for b in owed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,11 +658,6 @@ def taskset_complete(completed: Completed) -> str:
         f"🎉 “{completed.view.title}” is complete: all {completed.items} items have their "
         f"answers ({completed.answers} in all). Export the results from /tasksets."
     )
-
-
-def settings(notify: bool) -> str:
-    state, other = ("on", "off") if notify else ("off", "on")
-    return f"⚙ Settings\nMessages about new tasks: {state}.\nTap the button to turn them {other}."
 
 
 def notify_button(notify: bool) -> str:

@@ -254,6 +254,11 @@ async def answer(update: Update, context: Context) -> None:
     change = outcome.status_change
     if change is not None and change.status == MembershipStatus.ACTIVE:
         await context.bot.send_message(chat_id, texts.passed_training(change.reason))
+    if change is not None and change.reversed_minor and isinstance(outcome.next, NoItem):
+        view = outcome.next.taskset  # a suspension: its pending money was reversed
+        if view is not None:
+            reversal = texts.reversed_on_suspension(change.reversed_minor, view)
+            await context.bot.send_message(chat_id, reversal)
     # A suspension or a failed qualification is explained by the "no more items" message.
     await show(context, chat_id, outcome.next)
 

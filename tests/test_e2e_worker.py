@@ -264,9 +264,9 @@ async def test_me_shows_answers_accuracy_and_earnings(
     await ann.wait_for("Item 2")
     await ann.send_text("/me")
     summary = (await ann.wait_for("Answers:"))["text"]
-    assert "Answers: 1" in summary
-    assert "Rank: 1 of 1" in summary
-    assert "Earned here: 0.02 USD" in summary
+    assert "Answers: 1 today, 1 in total" in summary
+    assert "Rank: #1 of 1" in summary
+    assert "Earnings: 0.02 USD available, 0.00 USD pending" in summary
     assert "no control questions answered yet" in summary
 
 
@@ -312,10 +312,11 @@ async def test_earnings_sum_the_ledger(bot: LabelBotApp, telegram: FakeTelegram)
         await ann.press("Skip" if n == 2 else "negative", message_id=item["message_id"])
     await ann.wait_for("Item 4")
     await ann.send_text("/earnings")
-    summary = (await ann.wait_for("Earned:"))["text"]
-    assert "Earned: 0.10 USD" in summary  # two labels paid, the skip not
+    summary = (await ann.wait_for("Your earnings"))["text"]
+    assert "Available: 0.10 USD" in summary  # two labels paid, the skip not
+    assert "Pending: 0.00 USD" in summary
     assert "Paid out: 0.00 USD" in summary
-    assert "Pending (balance): 0.10 USD" in summary
+    assert summary.count("+0.05 USD answer in “Sentiment”") == 2
 
 
 async def test_a_caption_too_long_for_media_follows_as_its_own_message(
