@@ -1,8 +1,7 @@
 """What a coordinator does in a private chat: upload a task-set file, preview it, publish or
 cancel it; /tasksets with every set's progress and its buttons (pause, resume, close, export,
 stats with a chart, workers, disputes, "Not sure" items); /suspend with a reason of one's own.
-The workers' /settings (messages about new task sets) lives here too, as this module is what
-sends those messages.
+(Workers turn the messages about new sets off in /settings: handlers/settings.py.)
 
 Every coordinator command, button and upload checks the sender's numeric id against
 ``LABELBOT_COORDINATORS`` (``Services.coordinators``) first: anyone else, a forged or
@@ -39,7 +38,6 @@ from handlers.callbacks import (
     DISPUTES_PATTERN,
     DRAFT_PATTERN,
     EXPORT_PATTERN,
-    NOTIFY_PATTERN,
     PREVIEW_PATTERN,
     REINSTATE_PATTERN,
     STATS_PATTERN,
@@ -54,7 +52,6 @@ from handlers.callbacks import (
 from handlers.labeling_bot import Button, InlineKeyboard
 from handlers.registry import (
     ButtonRoute,
-    Command,
     Routes,
     answer_query,
     decoded_tap,
@@ -625,40 +622,7 @@ async def report_completed(context: Context) -> None:
                 log.warning("could not tell coordinator %s: %s", coordinator, error)
 
 
-# ------------------------------------------------------------- workers' /settings
-
-
-def settings_keyboard(notify: bool) -> InlineKeyboardMarkup:
-    return keyboard([[(texts.notify_button(notify), encode_parts("sn", int(not notify)))]])
-
-
-async def settings(update: Update, context: Context) -> None:
-    """/settings: whether the worker gets a message when a new task set opens."""
-    message, user = update.effective_message, update.effective_user
-    if message is None or user is None:
-        return
-    notify = await context.bot_data.store.coordination.notifications(user.id)
-    if notify is None:
-        await message.reply_text(texts.NOT_A_WORKER)
-        return
-    await message.reply_text(texts.settings(notify), reply_markup=settings_keyboard(notify))
-
-
-async def toggle_notifications(update: Update, context: Context) -> None:
-    tap = await decoded_tap(update, partial(decode_parts, NOTIFY_PATTERN))
-    if tap is None:
-        return
-    query, (wanted,) = tap
-    notify = wanted == "1"
-    if not await context.bot_data.store.coordination.set_notifications(query.from_user.id, notify):
-        await answer_query(query, texts.NOT_A_WORKER, show_alert=True)
-        return
-    await answer_query(query)
-    await edit(query, texts.settings(notify), settings_keyboard(notify))
-
-
 ROUTES = Routes(
-    commands=[Command("settings", "New-task messages on or off", settings)],
     buttons=[
         ButtonRoute(PREVIEW_PATTERN, preview_tap, example="cv"),
         ButtonRoute(DRAFT_PATTERN, draft_decision, example=encode_parts("cp", 7)),
@@ -671,7 +635,6 @@ ROUTES = Routes(
         ButtonRoute(DISPUTES_PATTERN, disputes, example=encode_parts("cd", 7)),
         ButtonRoute(DECIDE_PATTERN, decide, example=encode_parts("cy", 9)),
         ButtonRoute(UNSURE_PATTERN, unsure, example=encode_parts("cq", 7)),
-        ButtonRoute(NOTIFY_PATTERN, toggle_notifications, example=encode_parts("sn", 0)),
     ],
     # Coordinator commands stay out of the command menu, which every worker sees.
     others=[

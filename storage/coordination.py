@@ -1,6 +1,6 @@
 """What coordinators do to a task set from the chat, as units of work: drafts and publishing,
-status changes, overviews and stats, suspending and reinstating workers, deciding gold disputes,
-the notification setting, and noticing a set that is complete.
+status changes, overviews and stats, suspending and reinstating workers (with the ledger's
+reversal and restore), deciding gold disputes, and noticing a set that is complete.
 
 Every write is one transaction. The CLI and the chat call the same operations (``LabelStore``
 exposes this service as ``store.coordination``).
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.broadcasts import BroadcastQueue
+from storage.ledger import on_reinstated, on_suspended
 from storage.models import (
     Answer,
     AnswerKind,
@@ -40,6 +41,7 @@ from storage.models import (
     Worker,
 )
 from storage.results import TaskSetView, WorkerScore
+from storage.session_tx import SessionTransaction
 from storage.statements.leases import EXPIRE_WORKER_IN_SET, FREE_SLOTS
 from storage.statements.quality import REPLACE_ANSWERS_OF
 from tasksets.quality import QualityRules, gold_accuracy_reason, smoothed_accuracy
@@ -242,7 +244,11 @@ class Coordination:
                 .where(TaskSet.id == taskset_id, TaskSet.status.in_(sources))
                 .values(status=target)
             )
-            return target if result.rowcount else None  # type: ignore[attr-defined]
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return None
+        if target == TaskSetStatus.CLOSED:  # as `set_taskset_status` does: once per worker
+            await self.store.ledger.grant_bonuses(taskset_id)
+        return target
 
     async def status_of(self, taskset_id: int) -> TaskSetStatus | None:
         async with self.sessions() as session:
@@ -418,7 +424,7 @@ class Coordination:
         counting (each item they labeled asks for one more) and their live item goes back to
         the pool. None when they are not active or qualifying there."""
         async with self.sessions.begin() as session:
-            if not await self._suspend(session, taskset_id, worker_id, reason):
+            if not await self._suspend(session, taskset_id, worker_id, reason, self.clock()):
                 return None
             freed = Counter(
                 row.item_id
@@ -431,7 +437,11 @@ class Coordination:
         return Suspended(await self.store.view(taskset_id), worker_id, reason)
 
     @staticmethod
-    async def _suspend(session: AsyncSession, taskset_id: int, worker_id: int, reason: str) -> bool:
+    async def _suspend(
+        session: AsyncSession, taskset_id: int, worker_id: int, reason: str, now: datetime
+    ) -> bool:
+        """Suspend in the caller's transaction, as the quality rules do: answers stop counting,
+        pending money in the set is reversed (``storage.ledger.on_suspended``)."""
         result = await session.execute(
             update(Membership)
             .where(
@@ -444,6 +454,7 @@ class Coordination:
         if not result.rowcount:  # type: ignore[attr-defined]
             return False
         await session.execute(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": taskset_id})
+        await on_suspended(SessionTransaction(session), worker_id, taskset_id, reason, now)
         return True
 
     async def reinstate(self, taskset_id: int, worker_id: int) -> TaskSetView | None:
@@ -461,6 +472,7 @@ class Coordination:
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 return None
+            await on_reinstated(SessionTransaction(session), worker_id, taskset_id, self.clock())
         return await self.store.view(taskset_id)
 
     # ----------------------------------------------------------------------- disputes
@@ -591,7 +603,7 @@ class Coordination:
             )
             rules = QualityRules.model_validate(row.quality)
             reinstated, suspended, rescored = await self._rescore(
-                session, row.taskset_id, row.item_id, rules
+                session, row.taskset_id, row.item_id, rules, now
             )
         return DisputeDecision(
             accepted=True,
@@ -606,7 +618,12 @@ class Coordination:
         )
 
     async def _rescore(
-        self, session: AsyncSession, taskset_id: int, item_id: int, rules: QualityRules
+        self,
+        session: AsyncSession,
+        taskset_id: int,
+        item_id: int,
+        rules: QualityRules,
+        now: datetime,
     ) -> tuple[list[int], list[tuple[int, str]], int]:
         """Recount the gold score of everyone who labeled the corrected item, then re-judge
         their standing by the accuracy rule: a worker it had suspended and who now passes is
@@ -665,13 +682,14 @@ class Coordination:
                 await self._set_standing(
                     session, taskset_id, worker_id, active, REINSTATED_BY_CORRECTION
                 )
+                await on_reinstated(SessionTransaction(session), worker_id, taskset_id, now)
                 reinstated.append(worker_id)
             elif by_rule and new_reason is not None:  # still below: the reason with the new count
                 await self._set_standing(
                     session, taskset_id, worker_id, MembershipStatus.SUSPENDED, new_reason
                 )
             elif old.status == MembershipStatus.ACTIVE and new_reason is not None:
-                await self._suspend(session, taskset_id, worker_id, new_reason)
+                await self._suspend(session, taskset_id, worker_id, new_reason, now)
                 suspended.append((worker_id, new_reason))
         return sorted(reinstated), sorted(suspended), len(before)
 
@@ -689,20 +707,7 @@ class Coordination:
             .values(status=status, status_reason=reason)
         )
 
-    # ---------------------------------------------------------------- notifications
-
-    async def notifications(self, worker_id: int) -> bool | None:
-        """Whether the worker gets a message about new task sets; None for an unknown worker."""
-        async with self.sessions() as session:
-            return await session.scalar(select(Worker.notify).where(Worker.id == worker_id))
-
-    async def set_notifications(self, worker_id: int, on: bool) -> bool:
-        """Turn the messages about new task sets on or off; False for an unknown worker."""
-        async with self.sessions.begin() as session:
-            result = await session.execute(
-                update(Worker).where(Worker.id == worker_id).values(notify=on)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+    # ------------------------------------------------------------------- completion
 
     async def newly_completed(self) -> list[Completed]:
         """Active sets whose every item got its answers since the last look; each is marked so

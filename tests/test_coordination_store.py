@@ -55,9 +55,7 @@ async def test_publishing_queues_every_active_worker_who_wants_messages(
     for worker_id in (1, 2, 3, 4):
         await join(store, worker_id, old)
     await store.mark_inactive(2)  # blocked the bot
-    assert await store.coordination.set_notifications(3, False)
-    assert await store.coordination.notifications(3) is False
-    assert await store.coordination.notifications(404) is None
+    assert await store.standing.set_notify(3, False)  # /settings: no new-task messages
     draft = await store.load_taskset(make_spec("new", items=2), status=TaskSetStatus.DRAFT)
 
     published = await store.coordination.publish(draft, chat_id=99)
@@ -360,3 +358,24 @@ async def test_stats_count_labels_unsure_answers_and_the_hours(store: LabelStore
     assert sum(count for _, count in stats.hourly) == 3
     assert {u.item_id for u in unsure} == {"t0", "t1", "t2"} and unsure[0].count == 1
     assert await store.coordination.stats(taskset_id + 100) is None
+
+
+async def test_a_suspension_by_hand_reverses_pending_money_and_reinstating_restores_it(
+    store: LabelStore,
+) -> None:
+    taskset_id = await store.load_taskset(make_spec(items=4, overlap=1, hold_hours=24))
+    await join(store, 1)
+    for _ in range(2):
+        served = await store.next_item_for(1)
+        assert isinstance(served, ServedItem)
+        assert isinstance(await store.record_answer(served.token, 1, 0), Recorded)
+    [before] = await store.ledger.balances(1)
+    assert before.pending_minor == 4
+
+    assert await store.coordination.suspend(taskset_id, 1, "copied answers") is not None
+    [suspended] = await store.ledger.balances(1)
+    assert await store.coordination.reinstate(taskset_id, 1) is not None
+    [after] = await store.ledger.balances(1)
+
+    assert suspended.pending_minor == 0
+    assert after.pending_minor == 4
