@@ -379,3 +379,21 @@ async def test_a_suspension_by_hand_reverses_pending_money_and_reinstating_resto
 
     assert suspended.pending_minor == 0
     assert after.pending_minor == 4
+
+
+async def test_closing_a_set_grants_its_accuracy_bonus_once(store: LabelStore) -> None:
+    bonus = {"min_gold_accuracy": 0.5, "min_answers": 2, "percent": 50}
+    taskset_id = await store.load_taskset(make_spec(items=4, overlap=1, reward="0.10", bonus=bonus))
+    await join(store, 1)
+    served = await store.next_item_for(1)
+    while isinstance(served, ServedItem):
+        outcome = await store.record_answer(served.token, 1, 0)
+        assert isinstance(outcome, Recorded)
+        served = outcome.next
+
+    assert await store.coordination.change_status(taskset_id, "close") == TaskSetStatus.CLOSED
+    assert await store.coordination.change_status(taskset_id, "resume") == TaskSetStatus.ACTIVE
+    assert await store.coordination.change_status(taskset_id, "close") == TaskSetStatus.CLOSED
+
+    [balance] = await store.ledger.balances(1)
+    assert balance.available_minor == 40 + 20  # four answers of 0.10, and half of that once
