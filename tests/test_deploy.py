@@ -17,6 +17,7 @@ A missing nginx, openssl or systemd-analyze skips its tests with a reason; under
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -59,9 +60,17 @@ def tool(name: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: the probes stay bound until all are chosen, or the kernel may hand
+    out one port twice (nginx then proxies to itself)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 # --- nginx ------------------------------------------------------------------------------------
@@ -196,7 +205,7 @@ class Proxy:
 @pytest.fixture
 async def proxy(certificate: tuple[Path, Path], tmp_path: Path) -> AsyncIterator[Proxy]:
     """nginx running deploy/nginx.conf on free ports, in front of two upstream ports."""
-    https, first, second = free_port(), free_port(), free_port()
+    https, first, second = free_ports(3)
     site = nginx_site(certificate, {443: https, 8443: first, 8444: second})
     conf = nginx_main_conf(tmp_path, site, foreground=True)
     process = await asyncio.create_subprocess_exec(
