@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tests.watched import Watched
 
-CHILD = """
-import pathlib, signal, sys, time
+CHILD = r"""
+import os, pathlib, signal, sys, time
 mode, crashed = sys.argv[1], pathlib.Path(sys.argv[2])
 if mode == "crash-once" and not crashed.exists():
     crashed.touch()
@@ -25,7 +25,7 @@ if mode == "refuse":
     sys.exit(2)
 if mode == "stubborn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-print("child ready", file=sys.stderr, flush=True)
+os.write(2, b"child ready\n")  # one write: print's two would interleave with a sibling's
 while True:
     time.sleep(3600)
 """
@@ -76,10 +76,10 @@ async def test_sigterm_while_starting_stops_every_child(tmp_path: Path) -> None:
 async def test_sigterm_while_running_stops_every_child(tmp_path: Path) -> None:
     supervisor = await start_supervisor("serve", tmp_path)
     await supervisor.wait_for("child ready", count=2)
+    pids = child_pids(supervisor)
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
 
     assert await supervisor.stop() == 0
-    pids = child_pids(supervisor)
-    assert len(pids) == 2
     assert [pid for pid in pids if alive(pid)] == []
 
 

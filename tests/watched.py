@@ -42,10 +42,13 @@ class Watched:
 
     async def wait_for(self, fragment: str, count: int = 1) -> None:
         """Until ``count`` lines hold ``fragment``."""
-        async with asyncio.timeout(SAFETY_TIMEOUT):
-            while sum(fragment in line for line in self.lines) < count:
-                self._new_line.clear()
-                await self._new_line.wait()
+        try:
+            async with asyncio.timeout(SAFETY_TIMEOUT):
+                while sum(fragment in line for line in self.lines) < count:
+                    self._new_line.clear()
+                    await self._new_line.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{fragment!r} x{count} not seen; output:\n{self.output}") from None
 
     async def stop(self) -> int:
         """SIGTERM, then its exit code once it has exited."""
@@ -54,7 +57,10 @@ class Watched:
 
     async def exited(self) -> int:
         """Its exit code once it has exited, with all it wrote read."""
-        code = await asyncio.wait_for(self.process.wait(), SAFETY_TIMEOUT)
+        try:
+            code = await asyncio.wait_for(self.process.wait(), SAFETY_TIMEOUT)
+        except TimeoutError:
+            raise TimeoutError(f"still running; output:\n{self.output}") from None
         # The output ends when the children that inherited it are gone too; a test that finds
         # one alive fails on that, not here.
         await asyncio.wait((self._reader,), timeout=SAFETY_TIMEOUT)
