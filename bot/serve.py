@@ -166,8 +166,8 @@ async def _supervise(
 ) -> int:
     stop = stop_signal()
     log.info("starting %d webhook processes", workers)
-    # Each slot owns its process from spawn to reaping, so no process can be started unseen by
-    # the stop: a slot checks the event before every start and after every wait.
+    # Each slot owns its process from start to reaping, so none escapes the stop: a slot starts
+    # nothing once the event is set, and one started as it was being set is stopped by its wait.
     codes = await asyncio.gather(
         *(_keep_running(slot, command, env, stop, grace) for slot in range(workers))
     )
