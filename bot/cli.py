@@ -10,20 +10,17 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pydantic import SecretStr, ValidationError
+from bot import money_cli
 
-from bot import event_loop, money_cli
-from bot.settings import Settings
-from storage.engine import create_engine
-from storage.exports import UnknownTaskSet, export_taskset, quality_report
-from storage.migrate import upgrade
-from storage.models import TaskSetStatus
-from storage.store import LabelStore, TaskSetExists
-from tasksets.answers_csv import aggregate_csv
-from tasksets.money import format_money
-from tasksets.parsing import SpecOverrides, TaskSetError, parse_taskset
+# Only what the parser needs is imported here; each command imports its own heavy modules
+# (telegram, SQLAlchemy, numpy), so `--help` and `aggregate` start without them.
+if TYPE_CHECKING:
+    from pydantic import SecretStr, ValidationError
+
+    from bot.settings import Settings
+    from storage.store import LabelStore
 
 EXIT_INVALID = 2
 log = logging.getLogger("labelbot")
@@ -31,6 +28,10 @@ log = logging.getLogger("labelbot")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from bot.settings import Settings
+
     try:
         settings = Settings()
     except ValidationError as error:
@@ -160,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
 def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]]) -> int:
     """Run ``work`` against a migrated database and dispose of the engine afterwards."""
 
+    from bot import event_loop
+    from storage.engine import create_engine
+    from storage.migrate import upgrade
+    from storage.store import LabelStore
+
     async def runner() -> int:
         engine = create_engine(settings.database_url)
         await upgrade(engine)
@@ -175,6 +181,7 @@ def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]])
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from telegram.error import InvalidToken
 
+    from bot import event_loop
     from bot.serve import serve, supervise
 
     try:
@@ -223,6 +230,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.models import TaskSetStatus
+    from storage.store import TaskSetExists
+    from tasksets.money import format_money
+    from tasksets.parsing import SpecOverrides, TaskSetError, parse_taskset
+
     overrides = SpecOverrides(
         name=args.name,
         labels=[part.strip() for part in args.labels.split(",")] if args.labels else None,
@@ -257,6 +269,8 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tasksets(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.exports import quality_report
+
     async def listing(store: LabelStore) -> int:
         rows = await store.taskset_progress()
         if not rows:
@@ -299,6 +313,8 @@ def output(path: Path | None) -> Iterator[TextIO]:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.exports import UnknownTaskSet, export_taskset
+
     async def export(store: LabelStore) -> int:
         try:
             with output(args.out) as out:
@@ -316,6 +332,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    from tasksets.answers_csv import aggregate_csv
+
     try:
         with contextlib.ExitStack() as files:
             answers = files.enter_context(args.answers.open(encoding="utf-8-sig", newline=""))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.settings import Settings
-from storage.ledger import MarkedPaid
-from storage.store import LabelStore
-from tasksets.money import format_money, to_minor
-from tasksets.payouts import PayoutFileError, read_payouts, write_payouts
+# The CLI builds its parser from this module: the storage and money modules are imported by
+# the commands that use them, so the other commands start without SQLAlchemy.
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from storage.store import LabelStore
 
 EXIT_INVALID = 2
 
@@ -64,6 +64,8 @@ def cmd_payouts(args: argparse.Namespace, settings: Settings) -> int:
 
 async def list_payouts(store: LabelStore, args: argparse.Namespace) -> int:
     from bot.cli import output
+    from tasksets.money import format_money, to_minor
+    from tasksets.payouts import write_payouts
 
     currencies = await store.ledger.currencies()
     currency = args.currency.upper() if args.currency else None
@@ -91,6 +93,10 @@ async def list_payouts(store: LabelStore, args: argparse.Namespace) -> int:
 
 
 async def mark_paid(store: LabelStore, path: Path) -> int:
+    from storage.ledger import MarkedPaid
+    from tasksets.money import format_money
+    from tasksets.payouts import PayoutFileError, read_payouts
+
     try:
         with path.open(encoding="utf-8", newline="") as stream:
             rows = read_payouts(stream)
@@ -115,6 +121,7 @@ async def cancel(store: LabelStore, batch_id: int) -> int:
 
 def cmd_bonuses(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli import with_store
+    from tasksets.money import format_money
 
     async def grant(store: LabelStore) -> int:
         taskset_id = await store.taskset_id(args.name)
