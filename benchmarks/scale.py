@@ -244,10 +244,13 @@ async def load(engine: AsyncEngine, shape: Shape) -> tuple[int, int]:
             "answers",
             "INSERT INTO answers (id, assignment_id, worker_id, item_id, taskset_id, kind, "
             "label, seconds, created_at) "
-            "SELECT id, id, worker_id, item_id, taskset_id, 'label', "
-            "(ARRAY['positive', 'negative', 'neutral'])[1 + (worker_id + item_id) % 3], "
-            "3 + (id % 20), now() - make_interval(secs => (id::bigint * 7919) % {spread}) "
-            "FROM assignments ORDER BY id",
+            "SELECT s.id, s.id, s.worker_id, s.item_id, s.taskset_id, 'label', "
+            # Gold items are answered right nine times in ten (no measured worker falls
+            # below the accuracy rule), the others by a formula.
+            "CASE WHEN i.is_gold AND (s.worker_id + s.item_id) % 10 <> 0 THEN i.gold_label "
+            "ELSE (ARRAY['positive', 'negative', 'neutral'])[1 + (s.worker_id + s.item_id) % 3] "
+            "END, 3 + (s.id % 20), now() - make_interval(secs => (s.id::bigint * 7919) % {spread}) "
+            "FROM assignments s JOIN items i ON i.id = s.item_id ORDER BY s.id",
             spread=SPREAD_DAYS * 86400,
         )
         await step(

@@ -159,6 +159,8 @@ class TaskSet(Base):
     hold_hours: Mapped[int] = mapped_column(default=0, server_default="0")
     # The accuracy bonus (tasksets.bonus.BonusRule as a dict), if the set offers one.
     bonus: Mapped[dict[str, Any] | None]
+    # "chat": a message per item; "card": one message edited from item to item.
+    layout: Mapped[str] = mapped_column(String(8), default="chat", server_default="chat")
     created_at: Mapped[datetime]
     # When every item got its answers and the coordinators were told (once).
     completed_at: Mapped[datetime | None]
@@ -439,7 +441,10 @@ class Tally(Base):
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-# A board's top ten walks this index in order; a rank counts the ties ahead of the worker in it.
+# A board's top ten walks this index in order, a rank counts the ties ahead of the worker in it,
+# and the next place up is its neighbour. Only ranked tallies are in it (visible, with enough
+# control answers), so none of these walks steps over workers the board does not rank. The
+# queries spell the condition as the predicate does on each database (storage/standing.py).
 Index(
     "ix_tallies_rank",
     Tally.scope,
@@ -448,6 +453,8 @@ Index(
     Tally.answers.desc(),
     Tally.accuracy_ppm.desc(),
     Tally.worker_id,
+    sqlite_where=text("hidden = 0 AND gold_answers >= min_control"),
+    postgresql_where=text("NOT hidden AND gold_answers >= min_control"),
 )
 
 

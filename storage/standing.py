@@ -353,7 +353,7 @@ def _ranked(scope: int, period: Period, start: date) -> list[Any]:
         Tally.scope == scope,
         Tally.period == period.value,
         Tally.start == start,
-        Tally.hidden.is_(False),
+        ~Tally.hidden,  # NOT hidden / hidden = 0: as ix_tallies_rank's predicate says
         Tally.gold_answers >= Tally.min_control,
     ]
 
@@ -384,7 +384,7 @@ def place_query(scope: int, period: Period, start: date, worker_id: int) -> Any:
         other.scope == scope,
         other.period == period.value,
         other.start == start,
-        other.hidden.is_(False),
+        ~other.hidden,
         other.gold_answers >= other.min_control,
     ]
     base = select(literal(1).label("one")).subquery("base")

@@ -141,6 +141,8 @@ def upgrade() -> None:
             sa.text("accuracy_ppm DESC"),
             "worker_id",
         ],
+        sqlite_where=sa.text("hidden = 0 AND gold_answers >= min_control"),
+        postgresql_where=sa.text("NOT hidden AND gold_answers >= min_control"),
     )
     op.create_table(
         "rank_buckets",
