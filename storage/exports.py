@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
@@ -50,13 +51,14 @@ async def export_taskset(
             }
             for answer in answers
         )
-        return write(rows, RAW_COLUMNS, out)
+        return await asyncio.to_thread(write, rows, RAW_COLUMNS, out)
 
     view = await store.view(taskset_id)
     items = await store.items_for_export(taskset_id)
     label_values = [label.value for label in view.labels]
-    coded = code_answers(items, answers, label_values)
-    result = aggregate(coded.answers, method, coded.gold)
+    # The maths and the writing run in a thread: in the bot, a big set would hold up every tap.
+    coded = await asyncio.to_thread(code_answers, items, answers, label_values)
+    result = await asyncio.to_thread(aggregate, coded.answers, method, coded.gold)
     rows = (
         {
             "item_id": item.item_id,
@@ -68,7 +70,7 @@ async def export_taskset(
         }
         for index, item in enumerate(items)
     )
-    return write(rows, ITEM_COLUMNS, out)
+    return await asyncio.to_thread(write, rows, ITEM_COLUMNS, out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +132,15 @@ async def quality_report(
 ) -> QualityReport:
     view = await store.view(taskset_id)
     items = await store.items_for_export(taskset_id)
-    coded = code_answers(
-        items, await store.answers_for_export(taskset_id), [label.value for label in view.labels]
-    )
+    answers = await store.answers_for_export(taskset_id)
+    labels = [label.value for label in view.labels]
+    return await asyncio.to_thread(measure_quality, items, answers, labels, method)
+
+
+def measure_quality(
+    items: list[StoredItem], answers: list[StoredAnswer], labels: list[str], method: Method
+) -> QualityReport:
+    coded = code_answers(items, answers, labels)
     result = aggregate(coded.answers, method, coded.gold)
     agreement = worker_agreement(coded.answers, result.labels)
     return QualityReport(
