@@ -291,12 +291,16 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
     console.print(f"Crowd of {len(CROWD)}: {describe_crowd()}.")
 
     async with FakeTelegram() as telegram:
+        # Every setting is given, so no LABELBOT_* variable or .env can change the experiment.
         settings = Settings(
-            bot_token=telegram.token,
-            database_url=database_url,
-            telegram_base_url=telegram.base_url,
-            telegram_base_file_url=telegram.base_file_url,
-            rate_limit=0,
+            **{name: field.default for name, field in Settings.model_fields.items()}
+            | {
+                "bot_token": telegram.token,
+                "database_url": database_url,
+                "telegram_base_url": telegram.base_url,
+                "telegram_base_file_url": telegram.base_file_url,
+                "rate_limit": 0,
+            }
         )
         application = build_application(
             settings, migrate=False, clock=clock, rng=random.Random(seed)
