@@ -1,3 +1,4 @@
+import csv
 import io
 from functools import cache
 from pathlib import Path
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tasksets import answers_csv
 from tasksets.aggregation import (
     METHODS,
     Aggregate,
@@ -262,3 +264,68 @@ def test_accuracy_on_real_datasets_matches_published_figures(name: str, method: 
         assert accuracy >= gold_accuracy(majority_vote(answers.answers), gold)
     else:
         assert accuracy >= floor - 0.01
+
+
+def reference_rows(text: str) -> list[list[str]]:
+    """The data rows as the csv module splits them: the reader must give the same answers."""
+    rows = [[field.strip() for field in row] for row in csv.reader(io.StringIO(text, newline=""))]
+    rows = [row for row in rows if any(row)]
+    return rows[1:] if rows and rows[0] == ["item", "worker", "label"] else rows
+
+
+@pytest.mark.parametrize("block_chars", [7, 64, 1 << 20])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "item,worker,label\r\nq1,ann,yes\r\nq2,ann,no\r\nq1,bob,no\r\n",
+        " q1 , ann ,yes\nq2,ann,\u00a0no\n\nq3,bob,no",
+        'q1,ann,yes\nq2,bob,"no, not really"\n"q,3",ann,"say ""yes"""\nq4,ann,yes\n',
+        "q1,ann,yes\rq2,bob,no\rq3,ann,yes\r",
+        "q1,ann,yes\nq2,bob,no\n,,\nq3,ann,yes\n\n\n",
+    ],
+    ids=["crlf-header", "spaces-and-blanks", "quoted-commas", "cr-only", "empty-rows"],
+)
+def test_csv_reader_splits_rows_as_the_csv_module_in_blocks_of_any_size(
+    text: str, block_chars: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(answers_csv, "_BLOCK_CHARS", block_chars)
+    rows = reference_rows(text)
+
+    coded_answers = read_answers(io.StringIO(text, newline=""))
+
+    answers = coded_answers.answers
+    decoded = [
+        [coded_answers.items[i], coded_answers.workers[w], coded_answers.labels[label]]
+        for i, w, label in zip(answers.items, answers.workers, answers.labels, strict=True)
+    ]
+    assert decoded == rows
+
+
+@pytest.mark.parametrize("block_chars", [7, 64, 1 << 20])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,w,x\n" * 20 + "b,w\n", "line 21: expected 3 fields"),
+        ("a,w,x\n" * 20 + "\n\r\nb,w,x\nc,,y\n", "line 24: empty field"),
+        ('a,w,x\n"b\nc",w,x\n' + "d,w,x\n" * 10 + "e,w,x,y\n", "line 14: expected 3 fields"),
+    ],
+    ids=["short-row", "empty-after-blanks", "after-a-quoted-line-break"],
+)
+def test_bad_row_line_numbers_do_not_depend_on_blocks(
+    text: str, message: str, block_chars: int, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(answers_csv, "_BLOCK_CHARS", block_chars)
+
+    with pytest.raises(ValueError, match=message):
+        read_answers(io.StringIO(text, newline=""))
+
+
+@pytest.mark.parametrize("block_chars", [7, 1 << 20])
+def test_gold_conflicts_name_the_first_bad_line(block_chars: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(answers_csv, "_BLOCK_CHARS", block_chars)
+    answers = read_answers(io.StringIO("a,w,x\nb,w,y\n"))
+    gold = "item,truth\nzz,nope\na,x\nb,y\na,x\nb,x\nb,nope\n"
+
+    with pytest.raises(ValueError, match="line 6: item 'b' already has a different gold label"):
+        read_gold(io.StringIO(gold), answers)
+    assert read_gold(io.StringIO(gold.rsplit("b,x", 1)[0]), answers).tolist() == [0, 1]
