@@ -13,6 +13,13 @@ item and sends the next one. Contenders:
   e  ``labelbot run`` on SQLite in webhook mode (the fake POSTs updates to labelbot's server)
   f  the bare bot (b) behind PTB's own webhook server (tornado)
   g  the bare bot (b) behind labelbot's aiohttp webhook server
+  h  ``labelbot run`` on SQLite with the card layout (one message edited from item to item)
+     and PTB's default rate limiter on (30 calls with a chat_id a second)
+  i  the same with the chat layout, for comparison
+
+With the limiter on, answers/s is capped by the calls with a chat_id per answer: run h and i
+with 8 workers tapping as fast as items arrive (``--only hi --workers 8``), and paced, each
+worker tapping 1.25 times a second (``--only bh --workers 8 --pace 1.25``), to compare CPU.
 
 Each contender runs with 1 and with 4 concurrent workers in one bot process per round (startup
 and 5 warm-up taps per worker are not measured), rounds alternate the contenders, and each keeps
@@ -93,6 +100,8 @@ class Contender:
     command: tuple[str, ...]
     database: Literal["none", "sqlite", "postgres"] = "none"
     webhook: bool = False
+    layout: Literal["chat", "card"] = "chat"
+    rate_limited: bool = False  # PTB's AIORateLimiter with labelbot's defaults
 
 
 CONTENDERS = (
@@ -116,6 +125,15 @@ CONTENDERS = (
         (PYTHON, "benchmarks/bare_bot.py", "--transport", "aiohttp", "--webhook", "aiohttp"),
         webhook=True,
     ),
+    Contender(
+        "h",
+        "labelbot, SQLite, card, limiter",
+        LABELBOT_RUN,
+        "sqlite",
+        layout="card",
+        rate_limited=True,
+    ),
+    Contender("i", "labelbot, SQLite, chat, limiter", LABELBOT_RUN, "sqlite", rate_limited=True),
 )
 BASELINE = "a"
 TARGETS = ("c", "d")
@@ -165,6 +183,7 @@ class Sample:
     main_thread_cpu: float
     postgres_cpu: float | None
     driver_cpu: float
+    limited_calls: int  # Bot API calls with a chat_id, which a rate limiter counts
 
     def per_answer_ms(self, seconds: float) -> float:
         return seconds / self.answers * 1000
@@ -178,8 +197,10 @@ class Best:
     rate: float = 0.0
     postgres_ms: float | None = None
     rounds_cpu_ms: list[float] = field(default_factory=list)
+    limited_per_answer: float = 0.0
 
     def add(self, sample: Sample) -> None:
+        self.limited_per_answer = sample.limited_calls / sample.answers
         cpu_ms = sample.per_answer_ms(sample.bot_cpu)
         self.rounds_cpu_ms.append(cpu_ms)
         self.cpu_ms = min(self.cpu_ms, cpu_ms)
@@ -274,7 +295,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def environment(telegram: FakeTelegram, database_url: str | None, webhook: bool) -> dict[str, str]:
+def environment(
+    telegram: FakeTelegram, database_url: str | None, webhook: bool, rate_limited: bool = False
+) -> dict[str, str]:
     """The bot's environment: the parent's minus any LABELBOT_ settings, plus the fake's."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("LABELBOT_")}
     env |= {
@@ -284,6 +307,8 @@ def environment(telegram: FakeTelegram, database_url: str | None, webhook: bool)
         "LABELBOT_RATE_LIMIT": "0",  # the limiter would cap the answers per second
         "LABELBOT_FLOOD_RATE": "0",  # its workers tap as fast as the bot answers
     }
+    if rate_limited:
+        del env["LABELBOT_RATE_LIMIT"]
     if database_url is not None:
         env["LABELBOT_DATABASE_URL"] = database_url
     if webhook:
@@ -304,8 +329,18 @@ def is_item(message: JSONDict) -> bool:
     return "reply_markup" in message
 
 
-def item_after(message_id: int) -> Callable[[JSONDict], bool]:
-    return lambda message: message["message_id"] > message_id and is_item(message)
+def item_after(item: JSONDict) -> Callable[[JSONDict], bool]:
+    """A later item message, or (the card layout) the same message edited into the next item."""
+    return lambda message: (
+        is_item(message)
+        and (
+            message["message_id"] > item["message_id"]
+            or (
+                message["message_id"] == item["message_id"]
+                and message.get("text") != item.get("text")
+            )
+        )
+    )
 
 
 async def first_item(user: FakeUser) -> JSONDict:
@@ -313,12 +348,18 @@ async def first_item(user: FakeUser) -> JSONDict:
     return await user.wait_for(is_item, timeout=START_TIMEOUT)
 
 
-async def tap_through(user: FakeUser, item: JSONDict, taps: int) -> JSONDict:
-    """Tap a label (the three in turn) on each new item ``taps`` times; returns the last item."""
+async def tap_through(
+    user: FakeUser, item: JSONDict, taps: int, pace: float | None = None
+) -> JSONDict:
+    """Tap a label (the three in turn) on each new item ``taps`` times, as soon as it arrives or
+    ``pace`` times a second; returns the last item."""
+    start = time.perf_counter()
     for tap in range(taps):
+        if pace:
+            await asyncio.sleep(max(0.0, start + tap / pace - time.perf_counter()))
         await user.press(LABELS[tap % len(LABELS)], message_id=item["message_id"])
         try:
-            item = await user.wait_for(item_after(item["message_id"]), timeout=REPLY_TIMEOUT)
+            item = await user.wait_for(item_after(item), timeout=REPLY_TIMEOUT)
         except TimeoutError:
             last = user.last.get("text") or user.last.get("caption")
             raise TimeoutError(
@@ -328,10 +369,12 @@ async def tap_through(user: FakeUser, item: JSONDict, taps: int) -> JSONDict:
     return item
 
 
-async def tap_all(users: list[FakeUser], items: list[JSONDict], taps: int) -> list[JSONDict]:
+async def tap_all(
+    users: list[FakeUser], items: list[JSONDict], taps: int, pace: float | None = None
+) -> list[JSONDict]:
     """Every user taps through ``taps`` items at the same time; returns their last items."""
     return await asyncio.gather(
-        *(tap_through(user, item, taps) for user, item in zip(users, items, strict=True))
+        *(tap_through(user, item, taps, pace) for user, item in zip(users, items, strict=True))
     )
 
 
@@ -348,6 +391,7 @@ async def measure(
     taps: int,
     watch_postgres: bool,
     samples_to: Path | None = None,
+    pace: float | None = None,
 ) -> Sample:
     """Start, warm up and then time ``taps`` taps of each user, all users at once; with
     ``samples_to``, py-spy samples the bot during the timed taps."""
@@ -362,7 +406,8 @@ async def measure(
         postgres_before = postgres_cpu_seconds() if watch_postgres else None
         bot_before, main_before = cpu_seconds(bot.pid), cpu_seconds(bot.pid, thread=bot.pid)
         driver_before, wall_before = time.process_time(), time.perf_counter()
-        await bot.guarded(tap_all(users, items, taps), f"{what}: measured taps")
+        calls_before = len(telegram.calls)
+        await bot.guarded(tap_all(users, items, taps, pace), f"{what}: measured taps")
         wall = time.perf_counter() - wall_before
         # The last reply is in; let the bot finish with it (no request in flight), then read.
         await telegram.wait_idle(timeout=REPLY_TIMEOUT)
@@ -370,6 +415,7 @@ async def measure(
         main_thread_cpu = cpu_seconds(bot.pid, thread=bot.pid) - main_before
         driver_cpu = time.process_time() - driver_before
         postgres_cpu = None if postgres_before is None else postgres_cpu_seconds() - postgres_before
+        limited_calls = sum("chat_id" in call.params for call in telegram.calls[calls_before:])
     return Sample(
         answers=taps * len(users),
         wall=wall,
@@ -377,6 +423,7 @@ async def measure(
         main_thread_cpu=main_thread_cpu,
         postgres_cpu=postgres_cpu,
         driver_cpu=driver_cpu,
+        limited_calls=limited_calls,
     )
 
 
@@ -390,12 +437,13 @@ class Bench:
     user_ids: Iterator[int] = field(default_factory=lambda: itertools.count(100_001))
     runs: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     samples_dir: Path | None = None  # set: py-spy samples each timed phase into this folder
+    pace: float | None = None  # taps a second per worker; None: as soon as the item arrives
 
     async def run(self, contender: Contender, database_url: str | None) -> dict[int, Sample]:
         """Start the contender once and measure each worker count in turn."""
         samples: dict[int, Sample] = {}
         async with FakeTelegram(TOKEN) as fake:
-            env = environment(fake, database_url, contender.webhook)
+            env = environment(fake, database_url, contender.webhook, contender.rate_limited)
             log_path = self.workdir / f"{contender.key}-{next(self.runs)}.log"
             label = f"({contender.key}) {contender.title}"
             async with bot_process(contender.command, env, log_path, label) as bot:
@@ -407,7 +455,13 @@ class Bench:
                         else None
                     )
                     samples[workers] = await measure(
-                        fake, bot, users, self.taps, contender.database == "postgres", samples_to
+                        fake,
+                        bot,
+                        users,
+                        self.taps,
+                        contender.database == "postgres",
+                        samples_to,
+                        self.pace,
                     )
         return samples
 
@@ -435,7 +489,7 @@ def write_taskset(path: Path, items: int) -> Path:
     return path
 
 
-async def load_taskset(database_url: str, taskset: Path) -> None:
+async def load_taskset(database_url: str, taskset: Path, layout: str = "chat") -> None:
     """``labelbot load`` (which migrates first), then let the instant taps through."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("LABELBOT_")}
     env["LABELBOT_DATABASE_URL"] = database_url
@@ -464,7 +518,7 @@ async def load_taskset(database_url: str, taskset: Path) -> None:
             await connection.execute(
                 update(TaskSet)
                 .where(TaskSet.name == TASKSET_NAME)
-                .values(quality=QualityRules(min_median_seconds=0).model_dump())
+                .values(quality=QualityRules(min_median_seconds=0).model_dump(), layout=layout)
             )
     finally:
         await engine.dispose()
@@ -509,7 +563,7 @@ async def prepare_databases(
                 progress(f"({contender.key}) skipped: {error}")
                 continue
         if url is not None:
-            await load_taskset(url, taskset)
+            await load_taskset(url, taskset, contender.layout)
         urls[contender.key] = url
     return urls
 
@@ -527,6 +581,7 @@ def describe(contender: Contender, workers: int, sample: Sample) -> str:
         f"{sample.per_answer_ms(sample.bot_cpu):6.2f} ms CPU/answer "
         f"({sample.main_thread_cpu / sample.bot_cpu:4.0%} on the event-loop thread), "
         f"{sample.answers / sample.wall:6.0f} answers/s, "
+        f"{sample.limited_calls / sample.answers:4.2f} calls with a chat_id/answer, "
         f"driver {sample.per_answer_ms(sample.driver_cpu):5.2f} ms/answer"
     )
     if sample.postgres_cpu is not None:
@@ -557,11 +612,12 @@ def report(
 ) -> str:
     lines = [
         f"{date.today().isoformat()}, {machine()}; "
-        f"{args.taps} measured taps per worker, best of {args.rounds} round(s).",
+        f"{args.taps} measured taps per worker, best of {args.rounds} round(s)"
+        + (f", each worker tapping {args.pace:g} times a second." if args.pace else "."),
         "",
-        "| contender | workers | bot CPU ms/answer | answers/s | CPU vs (a) "
-        "| PostgreSQL CPU ms/answer |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| contender | workers | bot CPU ms/answer | answers/s | calls with a chat_id/answer "
+        "| CPU vs (a) | PostgreSQL CPU ms/answer |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for contender in contenders:
         for workers in worker_counts:
@@ -573,7 +629,7 @@ def report(
             server = f"{best.postgres_ms:.2f}" if best.postgres_ms is not None else "-"
             lines.append(
                 f"| ({contender.key}) {contender.title} | {workers} | {best.cpu_ms:.2f} "
-                f"| {best.rate:.0f} | {ratio} | {server} |"
+                f"| {best.rate:.0f} | {best.limited_per_answer:.2f} | {ratio} | {server} |"
             )
     lines.append("")
     for key in TARGETS:
@@ -703,6 +759,9 @@ def main() -> None:
     parser.add_argument("--only", default="abcdefg", help="contender keys to run, e.g. ac")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES, help="server for contender d")
     parser.add_argument(
+        "--pace", type=float, help="taps a second per worker (default: as fast as items arrive)"
+    )
+    parser.add_argument(
         "--profile",
         nargs="?",
         const="c",
@@ -711,7 +770,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="answer_loop-") as workdir:
-        bench = Bench(Path(workdir), args.taps, args.workers)
+        bench = Bench(Path(workdir), args.taps, args.workers, pace=args.pace)
         try:
             if args.profile:
                 asyncio.run(profile(bench, args.profile, args.postgres))

@@ -85,6 +85,27 @@ def expired(body: str) -> str:
     return f"{body}\n\n⌛ Timed out – this item went to someone else."
 
 
+# The card layout: one message edited from item to item, the last answer confirmed on top.
+def card_answered(chosen: str) -> str:
+    """The toast of the tap (answerCallbackQuery), which no rate limit counts."""
+    return f"✓ {chosen}"
+
+
+def card_confirmation(chosen: str, number: int | None) -> str:
+    return f"✓ {chosen} · Item {number}" if number is not None else f"✓ {chosen}"
+
+
+def stale_card(chosen: str | None) -> str:
+    """The head of a card tapped again after its answer, or after its item timed out."""
+    if chosen is None:
+        return "⌛ That item timed out and went to someone else. Here is your current one."
+    return f"This card was answered already ({chosen}). Here is your current item."
+
+
+def card(head: str, body: str) -> str:
+    return f"{head}\n\n{body}"
+
+
 def gold_feedback(feedback: GoldFeedback) -> str:
     head = (
         f"✅ Right: “{feedback.gold_label}”."

@@ -47,12 +47,13 @@ from storage.results import (
     NextItem,
     NoItem,
     NoItemReason,
+    Recorded,
     Rejected,
     Rejection,
     ServedItem,
     TaskSetView,
 )
-from tasksets.rendering import fits_caption, item_body
+from tasksets.rendering import fits_caption, fits_text, item_body
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,10 @@ CHAT_PROBLEMS = ("chat not found", "user not found", "peer_id_invalid", "rights"
 MAX_REFUSED_ITEMS_IN_A_ROW = 3
 DISPUTE_PROMPT = "Dispute #{id}: if you like, reply with what you think is wrong."
 DISPUTE_PROMPT_RE = re.compile(r"^Dispute #(\d+):")
+ITEM_NUMBER_RE = re.compile(r"^Item (\d+)$", re.MULTILINE)
 
 
-def item_keyboard(served: ServedItem) -> InlineKeyboard:
+def item_keyboard(served: ServedItem, dispute: int | None = None) -> InlineKeyboard:
     labels = served.taskset.labels
     per_row = 1 if any(len(label.text) > 18 for label in labels) else 2
     buttons = [
@@ -78,7 +80,13 @@ def item_keyboard(served: ServedItem) -> InlineKeyboard:
             Button(text=texts.UNSURE_BUTTON, callback_data=encode_answer(served.token, "unsure")),
         ]
     )
+    if dispute is not None:  # a card under gold feedback: the Dispute button of that answer
+        rows.append([dispute_button(dispute)])
     return InlineKeyboard(inline_keyboard=rows)
+
+
+def dispute_button(answer_id: int) -> Button:
+    return Button(text=texts.DISPUTE_BUTTON, callback_data=encode_dispute(answer_id))
 
 
 async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
@@ -215,7 +223,8 @@ async def help_command(update: Update, context: Context) -> None:
 
 
 async def answer(update: Update, context: Context) -> None:
-    """A tap on a label: record it, show the choice in place, and send the next item."""
+    """A tap on a label: record it, show the choice in place, and send the next item (the card
+    layout edits the tapped message into the next item instead)."""
     tap = await decoded_tap(update, decode_answer)
     if tap is None:
         return
@@ -232,9 +241,21 @@ async def answer(update: Update, context: Context) -> None:
     if isinstance(outcome, Rejected):
         await answer_query(query, texts.ALERTS[outcome.reason], show_alert=True)
         if outcome.reason == Rejection.EXPIRED or reply_was_lost(outcome):
+            current = await store.next_item_for(chat_id)
+            if message is not None and on_cards(current):
+                await show_on_card(context, message, texts.stale_card(outcome.chosen), current)
+                return
             if message is not None:
                 await edit_body(context, message, outcome.chosen)
-            await show(context, chat_id, await store.next_item_for(chat_id))
+            await show(context, chat_id, current)
+        return
+    if message is not None and on_cards(outcome.next):
+        # The confirmation rides on the tap's answer, which no rate limit counts.
+        toast = asyncio.ensure_future(answer_query(query, texts.card_answered(outcome.chosen)))
+        try:
+            await answer_on_card(context, message, outcome)
+        finally:
+            await toast
         return
     # The spinner on the button and the edit are independent calls: send them together.
     if message is not None:
@@ -261,6 +282,80 @@ async def answer(update: Update, context: Context) -> None:
             await context.bot.send_message(chat_id, reversal)
     # A suspension or a failed qualification is explained by the "no more items" message.
     await show(context, chat_id, outcome.next)
+
+
+def on_cards(result: NextItem) -> bool:
+    """The worker's set uses the card layout: the tapped message becomes the next item."""
+    return result.taskset is not None and result.taskset.layout == "card"
+
+
+async def answer_on_card(context: Context, message: Message, outcome: Recorded) -> None:
+    """Edit the answered card into the next item (or the reason there is none), with the gold
+    feedback, a change of standing and the answer's confirmation on top."""
+    lines = []
+    if outcome.gold is not None:
+        lines.append(texts.gold_feedback(outcome.gold))
+    change = outcome.status_change
+    if change is not None and change.status == MembershipStatus.ACTIVE:
+        lines.append(texts.passed_training(change.reason))
+    view = outcome.next.taskset
+    if change is not None and change.reversed_minor and isinstance(outcome.next, NoItem) and view:
+        lines.append(texts.reversed_on_suspension(change.reversed_minor, view))
+    number = ITEM_NUMBER_RE.search(message.text or message.caption or "")
+    lines.append(texts.card_confirmation(outcome.chosen, int(number[1]) if number else None))
+    dispute = outcome.gold.answer_id if outcome.gold is not None else None
+    await show_on_card(context, message, "\n".join(lines), outcome.next, dispute)
+
+
+async def show_on_card(
+    context: Context, message: Message, head: str, result: NextItem, dispute: int | None = None
+) -> None:
+    """Edit the card into ``result`` under ``head``: one Bot API call. Where Telegram cannot
+    (a text message into a media one or back, a caption too long, an item it refuses) the card
+    keeps only the head and the item comes as a new message, as in the chat layout."""
+    bot, chat_id, message_id = context.bot, message.chat_id, message.message_id
+    is_text = message.text is not None
+    try:
+        if isinstance(result, ServedItem):
+            body = texts.card(head, item_body(result.number, result.text, result.taskset.question))
+            keyboard = item_keyboard(result, dispute)
+            if result.media_kind is None or result.media_ref is None:
+                if is_text and fits_text(body):
+                    await bot.replace_text(chat_id, message_id, body, keyboard)
+                    return
+            elif not is_text and fits_caption(body):
+                kind, ref = result.media_kind, result.media_ref
+                await bot.replace_media(chat_id, message_id, kind, ref, body, keyboard)
+                return
+        elif is_text:
+            body = texts.card(head, texts.no_item(result))
+            buttons = [[dispute_button(dispute)]] if dispute is not None else None
+            markup = InlineKeyboard(inline_keyboard=buttons) if buttons else None
+            await bot.replace_text(chat_id, message_id, body, markup)
+            return
+    except BadRequest as error:
+        # A redelivered update may find the card showing this item already; that is fine.
+        if "not modified" in error.message.lower():
+            return
+        if blames_the_chat(error) or not isinstance(result, ServedItem):
+            raise
+        log.warning(
+            "Telegram refused an item of task set %s (%s); set aside, the worker gets the next",
+            result.taskset.name,
+            error.message,
+        )
+        await context.bot_data.store.set_aside(result.token, error.message)
+        result = await context.bot_data.store.next_item_for(chat_id)
+    keyboard_markup = dispute_keyboard(dispute) if dispute is not None else None
+    try:
+        if is_text:
+            await message.edit_text(head, reply_markup=keyboard_markup)
+        else:
+            await message.edit_caption(head, reply_markup=keyboard_markup)
+    except BadRequest as error:
+        if "not modified" not in error.message.lower():
+            raise
+    await show(context, chat_id, result)
 
 
 def reply_was_lost(outcome: Rejected) -> bool:
@@ -303,13 +398,22 @@ async def dispute(update: Update, context: Context) -> None:
         await reject_tap(query)
         return
     await answer_query(query, texts.DISPUTE_RECORDED)
-    if isinstance(query.message, Message):
-        await query.message.edit_reply_markup(None)
+    if isinstance(query.message, Message):  # a card keeps its item's buttons
+        await query.message.edit_reply_markup(without_dispute(query.message.reply_markup))
     await context.bot.send_message(
         query.from_user.id,
         DISPUTE_PROMPT.format(id=dispute_id),
         reply_markup=ForceReply(input_field_placeholder="What is wrong with it?"),
     )
+
+
+def without_dispute(markup: InlineKeyboardMarkup | None) -> InlineKeyboardMarkup | None:
+    rows = [
+        [b for b in row if not DISPUTE_PATTERN.match(str(b.callback_data))]
+        for row in (markup.inline_keyboard if markup else ())
+    ]
+    kept = [row for row in rows if row]
+    return InlineKeyboardMarkup(kept) if kept else None
 
 
 async def dispute_reason(update: Update, context: Context) -> None:

@@ -72,6 +72,7 @@ class TaskSetCatalog:
             labels=tuple(LabelOption(label["value"], label["text"]) for label in row.labels),
             reward_minor=row.reward_minor,
             currency=row.currency,
+            layout=row.layout,
         )
         policy = Policy(
             gold_ratio=row.gold_ratio,

@@ -27,6 +27,7 @@ class TaskSetView:
     labels: tuple[LabelOption, ...]
     reward_minor: int
     currency: str
+    layout: str = "chat"  # "card": one message edited from item to item
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,7 @@ class LabelStore:
                 qualification=spec.qualification.model_dump() if spec.qualification else None,
                 quality=spec.quality.model_dump(),
                 hold_hours=spec.hold_hours,
+                layout=spec.layout,
                 bonus=spec.bonus.model_dump(mode="json") if spec.bonus else None,
                 status=status,
                 created_at=now,

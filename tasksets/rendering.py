@@ -24,3 +24,7 @@ def item_body(number: int, text: str | None, question: str) -> str:
 
 def fits_caption(body: str) -> bool:
     return telegram_length(body) <= MAX_CAPTION
+
+
+def fits_text(body: str) -> bool:
+    return telegram_length(body) <= MAX_TEXT

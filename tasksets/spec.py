@@ -197,6 +197,8 @@ class TaskSetSpec(BaseModel):
     hold_hours: int = Field(default=0, ge=0, le=24 * 366)
     # The accuracy bonus paid once per worker when the set closes; none by default.
     bonus: BonusRule | None = None
+    # "chat": each item is a new message; "card": the answered message is edited into the next.
+    layout: Literal["chat", "card"] = "chat"
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @model_validator(mode="before")

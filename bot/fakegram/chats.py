@@ -103,6 +103,7 @@ class Chats:
             "sendDocument": self._media_sender("document"),
             "editMessageText": self._edit_message_text,
             "editMessageCaption": self._edit_message_caption,
+            "editMessageMedia": self._edit_message_media,
             "editMessageReplyMarkup": self._edit_message_reply_markup,
             "deleteMessage": self._delete_message,
             "answerCallbackQuery": self._answer_callback_query,
@@ -212,6 +213,23 @@ class Chats:
             raise bad_request("there is no caption in the message to edit")
         content = rendering.formatted(params, "caption", "caption_entities")
         return self._edit(chat, message, params, ("caption", "caption_entities"), content)
+
+    async def _edit_message_media(self, params: JSONDict) -> JSONDict:
+        """A media message gets other media (any kind) and caption; a text message cannot."""
+        chat, message = self._message_to_edit(params)
+        if not any(kind in message for kind in _MEDIA_FIELDS):
+            raise bad_request("there is no media in the message to edit")
+        media = params.get("media")
+        if not isinstance(media, dict) or media.get("type") not in _MEDIA_FIELDS:
+            raise bad_request("can't parse InputMedia")
+        kind = media["type"]
+        stored = self._files.resolve({**params, kind: media.get("media")}, kind)
+        content = rendering.formatted(media, "caption", "caption_entities")
+        if rendering.utf16_len(content.get("caption", "")) > 1024:
+            raise bad_request("message caption is too long")
+        content[kind] = stored.media(kind, media)
+        replaced = (*_MEDIA_FIELDS, "caption", "caption_entities")
+        return self._edit(chat, message, params, replaced, content)
 
     async def _edit_message_reply_markup(self, params: JSONDict) -> JSONDict:
         chat, message = self._message_to_edit(params)
