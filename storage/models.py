@@ -299,7 +299,8 @@ class LedgerEntry(Base):
             name="cause",
         ),
         Index("ix_ledger_worker", "worker_id", "id"),
-        Index("ix_ledger_pending", "worker_id", "available_at"),
+        # A worker's pending money: a range over the hold period, read from the index alone.
+        Index("ix_ledger_pending", "worker_id", "currency", "available_at", "amount_minor"),
         # Each entry is reversed (or a reversal restored) at most once.
         Index(
             "uq_ledger_reverses",

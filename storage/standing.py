@@ -271,13 +271,26 @@ class Standing:
         """The worker's numbers in a set; None when they have not joined it."""
         today = period_start(Period.DAY, self.clock())
         async with self.sessions() as session:
-            member = await session.get(Membership, (worker_id, taskset_id))
+            member = (
+                await session.execute(
+                    select(Membership.status, Membership.status_reason).where(
+                        Membership.worker_id == worker_id, Membership.taskset_id == taskset_id
+                    )
+                )
+            ).first()
             if member is None:
                 return None
             tallies = {
                 (row.scope, row.period): row
-                for row in await session.scalars(
-                    select(Tally).where(
+                for row in await session.execute(
+                    select(
+                        Tally.scope,
+                        Tally.period,
+                        Tally.answers,
+                        Tally.gold_answers,
+                        Tally.gold_correct,
+                        Tally.accuracy_ppm,
+                    ).where(
                         Tally.worker_id == worker_id,
                         Tally.scope.in_([taskset_id, ALL_SETS]),
                         or_(
@@ -387,6 +400,8 @@ def place_query(scope: int, period: Period, start: date, worker_id: int) -> Any:
         ~other.hidden,
         other.gold_answers >= other.min_control,
     ]
+    # Only a ranked caller needs a rank: a constant filter spares the others the walks.
+    caller_ranked = and_(~mine.c.hidden, mine.c.gold_answers >= mine.c.min_control)
     base = select(literal(1).label("one")).subquery("base")
     return select(
         select(whole_sum(RankBucket.workers)).where(*buckets).scalar_subquery().label("ranked"),
@@ -396,26 +411,26 @@ def place_query(scope: int, period: Period, start: date, worker_id: int) -> Any:
         mine.c.hidden,
         mine.c.accuracy_ppm,
         select(whole_sum(RankBucket.workers))
-        .where(*buckets, RankBucket.answers > mine.c.answers)
+        .where(*buckets, RankBucket.answers > mine.c.answers, caller_ranked)
         .scalar_subquery()
         .label("above"),
         select(func.count())
         .select_from(other)
         .where(
             *ranked_other,
+            caller_ranked,
             other.answers == mine.c.answers,
+            # A range of the index (better accuracy first), then the lower ids among equals.
+            other.accuracy_ppm >= mine.c.accuracy_ppm,
             or_(
                 other.accuracy_ppm > mine.c.accuracy_ppm,
-                and_(
-                    other.accuracy_ppm == mine.c.accuracy_ppm,
-                    other.worker_id < mine.c.worker_id,
-                ),
+                other.worker_id < mine.c.worker_id,
             ),
         )
         .scalar_subquery()
         .label("ties"),
         select(other.answers)
-        .where(*ranked_other, other.answers > mine.c.answers)
+        .where(*ranked_other, caller_ranked, other.answers > mine.c.answers)
         .order_by(other.answers, other.accuracy_ppm, other.worker_id.desc())
         .limit(1)
         .scalar_subquery()

@@ -196,7 +196,9 @@ def upgrade() -> None:
         batch.create_check_constraint(op.f("ck_ledger_entries_cause"), CAUSE)
         batch.drop_index("ix_ledger_worker")
         batch.create_index("ix_ledger_worker", ["worker_id", "id"])
-        batch.create_index("ix_ledger_pending", ["worker_id", "available_at"])
+        batch.create_index(
+            "ix_ledger_pending", ["worker_id", "currency", "available_at", "amount_minor"]
+        )
     for name, columns, where, unique in (
         ("uq_ledger_reverses", ["reverses_id"], "reverses_id IS NOT NULL", True),
         ("ix_ledger_adjustment", ["adjustment_id"], "adjustment_id IS NOT NULL", False),
