@@ -52,7 +52,7 @@ REWARD_MINOR = 5
 SLOW, FAST = timedelta(seconds=1.5), timedelta(seconds=0.05)
 OpenStore = Callable[[Clock], Awaitable[LabelStore]]
 STEPS = 30
-EXAMPLES = 20  # per database; with STEPS steps each the file takes about a minute
+EXAMPLES = 15  # per database, STEPS steps each: 20-50 s a database
 
 
 @pytest.fixture
