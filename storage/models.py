@@ -196,6 +196,8 @@ class Item(Base):
 
 
 # next_item_for walks this index in its ORDER BY; the cost does not depend on the set's size.
+# Partial, with the pick's own "not set aside" predicate: without it PostgreSQL guesses that few
+# rows have no reason (its default for IS NULL) and leaves the index walk for a sort.
 Index(
     "ix_items_pick",
     Item.taskset_id,
@@ -203,6 +205,8 @@ Index(
     Item.open,
     Item.answer_count.desc(),
     Item.position,
+    postgresql_where=Item.set_aside_reason.is_(None),
+    sqlite_where=Item.set_aside_reason.is_(None),
 )
 
 

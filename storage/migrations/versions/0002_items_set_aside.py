@@ -16,10 +16,31 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+PICK_COLUMNS: list[str | sa.ColumnElement[object]] = [
+    "taskset_id",
+    "is_gold",
+    "open",
+    sa.literal_column("answer_count DESC"),
+    "position",
+]
+
+
 def upgrade() -> None:
     op.add_column("items", sa.Column("set_aside_reason", sa.Text(), nullable=True))
+    # The pick index becomes partial, with the pick's own predicate, so the planner keeps using it.
+    not_set_aside = sa.text("set_aside_reason IS NULL")
+    op.drop_index("ix_items_pick", table_name="items")
+    op.create_index(
+        "ix_items_pick",
+        "items",
+        PICK_COLUMNS,
+        postgresql_where=not_set_aside,
+        sqlite_where=not_set_aside,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_items_pick", table_name="items")
+    op.create_index("ix_items_pick", "items", PICK_COLUMNS)
     with op.batch_alter_table("items") as batch:
         batch.drop_column("set_aside_reason")
