@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--name")
     load.add_argument("--labels", help="comma-separated label values")
     load.add_argument("--overlap", type=int)
+    load.add_argument(
+        "--answer",
+        choices=("labels", "text", "voice", "text_or_voice"),
+        help="what workers answer with (a CSV set's spec comes from these flags)",
+    )
     load.add_argument("--reward", help="decimal reward per answer, e.g. 0.02")
     load.add_argument(
         "--draft",
@@ -239,6 +244,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         name=args.name,
         labels=[part.strip() for part in args.labels.split(",")] if args.labels else None,
         overlap=args.overlap,
+        answer=args.answer,
         reward=args.reward,
     )
     try:
@@ -258,7 +264,12 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         gold = sum(1 for item in spec.items if item.gold is not None)
         print(
             f"loaded {spec.name!r}: {len(spec.items)} items ({gold} gold), "
-            f"labels {', '.join(spec.label_values)}, overlap {spec.overlap.min}"
+            + (
+                f"labels {', '.join(spec.label_values)}"
+                if spec.answer == "labels"
+                else f"{spec.answer.replace('_', ' ')} answers"
+            )
+            + f", overlap {spec.overlap.min}"
             + (f"-{spec.overlap.max}" if spec.overlap.max != spec.overlap.min else "")
             + f", reward {format_money(spec.reward_minor, spec.currency)}"
             + (" as a draft: publish it in the chat with /tasksets" if args.draft else "")

@@ -17,6 +17,7 @@ from storage.models import Item, TaskSet
 from storage.results import LabelOption, TaskSetView
 from tasksets.qualification import Qualification
 from tasksets.quality import QualityRules
+from tasksets.review import ReviewRule
 
 TASKSET = select(TaskSet.__table__).where(TaskSet.id == bindparam("taskset"))
 LAST_GOLD_POSITION = select(func.max(Item.position)).where(
@@ -37,6 +38,9 @@ class Policy:
     currency: str
     rules: QualityRules
     hold_hours: int = 0  # rewards stay pending this long
+    gold_max_wer: float = 0.1  # a typed gold answer's allowed word error rate
+    aggregate: str = "vote"  # a text set's aggregation: "vote" or "rover"
+    review: ReviewRule | None = None
 
 
 class TaskSetCatalog:
@@ -73,6 +77,10 @@ class TaskSetCatalog:
             reward_minor=row.reward_minor,
             currency=row.currency,
             layout=row.layout,
+            answer=row.answer,
+            max_length=row.max_length,
+            min_seconds=row.min_seconds,
+            max_seconds=row.max_seconds,
         )
         policy = Policy(
             gold_ratio=row.gold_ratio,
@@ -86,5 +94,8 @@ class TaskSetCatalog:
             currency=row.currency,
             rules=QualityRules.model_validate(row.quality),
             hold_hours=row.hold_hours,
+            gold_max_wer=row.gold_max_wer,
+            aggregate=row.aggregate,
+            review=ReviewRule.model_validate(row.review) if row.review else None,
         )
         return view, policy

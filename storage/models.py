@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -88,6 +89,8 @@ class AnswerKind(enum.StrEnum):
     LABEL = "label"
     SKIP = "skip"
     UNSURE = "unsure"
+    TEXT = "text"  # a typed reply (answers.text)
+    VOICE = "voice"  # a voice note (answers.voice_file_id, voice_seconds, voice_bytes)
 
 
 class DisputeStatus(enum.StrEnum):
@@ -161,6 +164,16 @@ class TaskSet(Base):
     bonus: Mapped[dict[str, Any] | None]
     # "chat": a message per item; "card": one message edited from item to item.
     layout: Mapped[str] = mapped_column(String(8), default="chat", server_default="chat")
+    # What workers answer with (tasksets.spec.AnswerType) and the limits of a typed or voice one.
+    answer: Mapped[str] = mapped_column(String(16), default="labels", server_default="labels")
+    max_length: Mapped[int] = mapped_column(default=1000, server_default="1000")
+    min_seconds: Mapped[float | None] = mapped_column(Float)
+    max_seconds: Mapped[float | None] = mapped_column(Float)
+    gold_max_wer: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
+    # How a text set's answers are aggregated: "vote" or "rover".
+    aggregate: Mapped[str] = mapped_column(String(8), default="vote", server_default="vote")
+    # The review stream (tasksets.review.ReviewRule as a dict), if the set has one.
+    review: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     # When every item got its answers and the coordinators were told (once).
     completed_at: Mapped[datetime | None]
@@ -181,7 +194,8 @@ class Item(Base):
     text: Mapped[str | None] = mapped_column(Text)
     media_kind: Mapped[str | None] = mapped_column(String(8))
     media_ref: Mapped[str | None] = mapped_column(Text)
-    gold_label: Mapped[str | None] = mapped_column(String(64))
+    # A label value, or the expected text of a set answered by typing.
+    gold_label: Mapped[str | None] = mapped_column(Text)
     explanation: Mapped[str | None] = mapped_column(Text)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     # Labeled answers so far; live leases; answers wanted (grows with dynamic overlap).
@@ -227,6 +241,8 @@ class Membership(Base):
     answers: Mapped[int] = mapped_column(default=0)
     status_reason: Mapped[str | None] = mapped_column(Text)
     joined_at: Mapped[datetime]
+    # Reviews the set's answers (its review rule's level reached, and kept).
+    reviewer: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Assignment(Base):
@@ -258,6 +274,14 @@ class Answer(Base):
         Index("ix_answers_item", "item_id"),
         Index("ix_answers_worker", "taskset_id", "worker_id", "id"),
         Index("ix_answers_recent", "taskset_id", "id"),
+        # An edited reply finds the answer it carried.
+        Index(
+            "ix_answers_reply",
+            "worker_id",
+            "reply_message_id",
+            sqlite_where=text("reply_message_id IS NOT NULL"),
+            postgresql_where=text("reply_message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -269,6 +293,18 @@ class Answer(Base):
     taskset_id: Mapped[int] = mapped_column(ForeignKey("tasksets.id", ondelete="CASCADE"))
     kind: Mapped[AnswerKind] = mapped_column(_enum(AnswerKind))
     label: Mapped[str | None] = mapped_column(String(64))
+    # A typed answer; a voice answer's Telegram file_id, length in seconds and size in bytes
+    # (the file itself is fetched only by `labelbot export --media`).
+    text: Mapped[str | None] = mapped_column(Text)
+    voice_file_id: Mapped[str | None] = mapped_column(String(256))
+    voice_seconds: Mapped[int | None]
+    voice_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # The worker's message that carried a typed or voice answer: an edit of it within the edit
+    # window replaces the answer (edited_at says when).
+    reply_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    edited_at: Mapped[datetime | None]
+    # Why the worker was not sure, when they said.
+    reason: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float]
     created_at: Mapped[datetime]
 

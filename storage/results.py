@@ -28,6 +28,11 @@ class TaskSetView:
     reward_minor: int
     currency: str
     layout: str = "chat"  # "card": one message edited from item to item
+    # What workers answer with (tasksets.spec.AnswerType) and the limits a reply must keep.
+    answer: str = "labels"
+    max_length: int = 1000
+    min_seconds: float | None = None
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

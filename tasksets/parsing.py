@@ -68,6 +68,7 @@ class SpecOverrides:
     labels: list[str] | None = None
     overlap: int | None = None
     reward: str | None = None
+    answer: str | None = None  # "text", "voice", ...: a CSV set answered otherwise than by labels
 
 
 def parse_taskset(path: Path, overrides: SpecOverrides = SpecOverrides()) -> TaskSetSpec:
@@ -109,9 +110,13 @@ def parse_taskset_bytes(
     return taskset
 
 
+CAPTION_KEYS = ("name", "labels", "overlap", "reward", "answer")
+
+
 def parse_caption(caption: str) -> SpecOverrides:
-    """Read spec values from a chat upload caption: `name=x labels=a|b|c overlap=3 reward=0.02`.
-    Quote a value that has spaces: `labels="very good|bad"`."""
+    """Read spec values from a chat upload caption: `name=x labels=a|b|c overlap=3 reward=0.02`
+    (or `answer=text` instead of labels). Quote a value that has spaces:
+    `labels="very good|bad"`."""
     try:
         words = shlex.split(caption)
     except ValueError as exc:  # an unclosed quote
@@ -120,9 +125,12 @@ def parse_caption(caption: str) -> SpecOverrides:
     problems: list[Problem] = []
     for word in words:
         key, equals, value = word.partition("=")
-        if not equals or key.lower() not in {"name", "labels", "overlap", "reward"}:
+        if not equals or key.lower() not in CAPTION_KEYS:
             problems.append(
-                _problem(f"caption: {word!r} is not one of name=, labels=, overlap=, reward=")
+                _problem(
+                    f"caption: {word!r} is not one of "
+                    + ", ".join(f"{known}=" for known in CAPTION_KEYS)
+                )
             )
         else:
             values[key.lower()] = value
@@ -143,6 +151,7 @@ def parse_caption(caption: str) -> SpecOverrides:
         labels=labels.replace(",", "|").split("|") if labels else None,
         overlap=overlap,
         reward=values.get("reward"),
+        answer=values.get("answer"),
     )
 
 

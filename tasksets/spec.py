@@ -25,8 +25,16 @@ from tasksets.bonus import BonusRule
 from tasksets.qualification import Qualification
 from tasksets.quality import QualityRules
 from tasksets.rendering import MAX_CAPTION, MAX_TEXT, item_body, telegram_length
+from tasksets.review import ReviewRule
 
 MediaKind = Literal["image", "audio", "video"]
+# What a worker answers with: a tap on one of the labels, a typed reply, a voice note, or either.
+AnswerType = Literal["labels", "text", "voice", "text_or_voice"]
+ANSWER_TYPES: tuple[AnswerType, ...] = ("labels", "text", "voice", "text_or_voice")
+# How a text set's answers become one per item: normalised exact-match vote, or ROVER's word
+# alignment for transcriptions.
+TextAggregate = Literal["vote", "rover"]
+MAX_ANSWER_LENGTH = 4096  # a Telegram message
 MEDIA_KINDS: tuple[MediaKind, ...] = ("image", "audio", "video")
 MAX_ITEMS = 100_000
 # Error type of a repeated item id; its context names the index of the first use, which the
@@ -184,7 +192,9 @@ class TaskSetSpec(BaseModel):
     title: str = Field(default="", max_length=256)  # the name when not given
     instructions: str = Field(default="", max_length=MAX_TEXT)
     question: str = Field(default="Choose a label", min_length=1)
-    labels: list[Label] = Field(min_length=2)
+    # Before `labels`, whose validator reads it: only a "labels" set has labels.
+    answer: AnswerType = "labels"
+    labels: list[Label]
     overlap: Overlap = Overlap(min=3, max=3)
     # currency comes before reward: the reward validator reads it to check the decimals.
     currency: str = "USD"
@@ -199,6 +209,16 @@ class TaskSetSpec(BaseModel):
     bonus: BonusRule | None = None
     # "chat": each item is a new message; "card": the answered message is edited into the next.
     layout: Literal["chat", "card"] = "chat"
+    # Typed answers: at most this many characters. Voice answers: a note of this many seconds.
+    max_length: int = Field(default=1000, ge=1, le=MAX_ANSWER_LENGTH)
+    min_seconds: float | None = Field(default=None, ge=0, le=3600)
+    max_seconds: float | None = Field(default=None, gt=0, le=3600)
+    # A typed answer to a gold item is right when its normalised text matches or its word error
+    # rate against the gold text is at most this.
+    gold_max_wer: float = Field(default=0.1, ge=0, le=1)
+    aggregate: TextAggregate = "vote"
+    # The review stream: which answers reviewers check, what a review pays, who reviews.
+    review: ReviewRule | None = None
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @model_validator(mode="before")
@@ -208,12 +228,36 @@ class TaskSetSpec(BaseModel):
             return {**data, "title": data["name"]}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_answers_take_no_labels(cls, data: object) -> object:
+        # `labels` is required of a labels set only; the others get none (and refuse any).
+        if isinstance(data, dict) and data.get("answer", "labels") != "labels":
+            return {"labels": [], **data}
+        return data
+
     @field_validator("name")
     @classmethod
     def _name_is_a_slug(cls, value: str) -> str:
         if not _NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid name: use 1-64 characters of a-z 0-9 _ -")
         return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_fit_the_answer(cls, labels: list[Label], info: ValidationInfo) -> list[Label]:
+        answer = info.data.get("answer")
+        if answer is None:  # the answer type itself is invalid, and its error says so
+            return labels
+        if answer != "labels" and labels:
+            raise ValueError(f'a set answered with "{answer}" takes no labels')
+        if answer == "labels" and len(labels) < 2:
+            raise PydanticCustomError(
+                "too_short",
+                "needs at least {min_length} entries, got {actual_length}",
+                {"min_length": 2, "actual_length": len(labels)},
+            )
+        return labels
 
     @field_validator("labels")
     @classmethod
@@ -246,6 +290,60 @@ class TaskSetSpec(BaseModel):
         if isinstance(value, str | Decimal) and currency is not None:
             money.to_minor(value, currency)  # raises ValueError: negative, too many decimals
         return value
+
+    @model_validator(mode="after")
+    def _answer_options_fit_the_answer(self) -> Self:
+        # Each option belongs to one kind of answer: given for another, it is a mistake.
+        owners: dict[str, tuple[AnswerType, ...]] = {
+            "max_length": ("text", "text_or_voice"),
+            "gold_max_wer": ("text", "text_or_voice"),
+            "aggregate": ("text", "text_or_voice"),
+            "min_seconds": ("voice", "text_or_voice"),
+            "max_seconds": ("voice", "text_or_voice"),
+        }
+        errors = [
+            _located(
+                (key,),
+                getattr(self, key),
+                "option_for_other_answers",
+                'applies to sets answered with {kinds}, not "{answer}"',
+                kinds=" or ".join(f'"{kind}"' for kind in kinds),
+                answer=self.answer,
+            )
+            for key, kinds in owners.items()
+            if key in self.model_fields_set and self.answer not in kinds
+        ]
+        if (
+            self.min_seconds is not None
+            and self.max_seconds is not None
+            and self.min_seconds > self.max_seconds
+        ):
+            errors.append(
+                _located(
+                    ("min_seconds",),
+                    self.min_seconds,
+                    "seconds_out_of_order",
+                    "{low} is more than max_seconds {high}",
+                    low=self.min_seconds,
+                    high=self.max_seconds,
+                )
+            )
+        if self.review is not None:
+            try:
+                money.to_minor(self.review.reward, self.currency)
+            except ValueError as error:
+                errors.append(
+                    _located(
+                        ("review", "reward"),
+                        str(self.review.reward),
+                        "reward",
+                        "{reason}",
+                        reason=str(error),
+                    )
+                )
+        if errors:
+            raise _errors(self, *errors)
+        return self
 
     @model_validator(mode="after")
     def _items_agree(self) -> Self:
@@ -281,17 +379,21 @@ class TaskSetSpec(BaseModel):
                         limit=MAX_TEXT,
                     )
                 )
-            if item.gold is not None and item.gold not in self.label_values:
-                errors.append(
-                    _located(
-                        ("items", index, "gold"),
-                        item.gold,
-                        "unknown_gold",
-                        "'{gold}' is not one of the labels {labels}",
-                        gold=item.gold,
-                        labels=labels,
+            if item.gold is not None:
+                problem = self._gold_problem(item.gold, labels)
+                if problem is not None:
+                    kind, template = problem
+                    errors.append(
+                        _located(
+                            ("items", index, "gold"),
+                            item.gold,
+                            kind,
+                            template,
+                            gold=item.gold,
+                            labels=labels,
+                            max_length=self.max_length,
+                        )
                     )
-                )
         gold_items = sum(item.gold is not None for item in self.items)
         if self.qualification is not None and self.qualification.items > gold_items:
             errors.append(
@@ -307,6 +409,18 @@ class TaskSetSpec(BaseModel):
         if errors:
             raise _errors(self, *errors)
         return self
+
+    def _gold_problem(self, gold: str, labels: str) -> tuple[str, str] | None:
+        """Why an item's gold answer cannot be checked against a worker's, as an error kind
+        and its message template (over gold, labels, max_length), or None."""
+        match self.answer:
+            case "labels" if gold not in self.label_values:
+                return "unknown_gold", "'{gold}' is not one of the labels {labels}"
+            case "text" if telegram_length(gold) > self.max_length:
+                return "gold_too_long", "is longer than max_length {max_length}"
+            case "voice" | "text_or_voice":
+                return "gold_for_voice", "a voice answer cannot be checked against a gold text"
+        return None
 
     @property
     def label_values(self) -> list[str]:

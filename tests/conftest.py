@@ -55,10 +55,10 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-async def _migrate(url: str) -> None:
+async def migrate_to(url: str, revision: str = "head") -> None:
     engine = create_engine(url)
     try:
-        await upgrade(engine)
+        await upgrade(engine, revision)
     finally:
         await engine.dispose()
 
@@ -75,8 +75,23 @@ def postgres_url() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_migrate(url))
+    asyncio.run(migrate_to(url))
     yield url
+    asyncio.run(
+        execute_autocommit(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own with no tables, on each backend: for tests of the migrations."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
+    name = f"labelbot_migrate_{uuid.uuid4().hex[:8]}"
+    asyncio.run(execute_autocommit(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     asyncio.run(
         execute_autocommit(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     )
@@ -86,7 +101,7 @@ def postgres_url() -> Iterator[str]:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file copied for each test (migrating costs more than copying)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    asyncio.run(migrate_to(f"sqlite+aiosqlite:///{path}"))
     return path
 
 

@@ -4,20 +4,16 @@ database with answers and rewards, every consistency check holds and the boards 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from storage.engine import create_engine, execute_autocommit
+from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.standing import Place
 from storage.store import LabelStore
 from tasksets.standing import Period
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import migrate_to
 
 ROWS = [
     "INSERT INTO tasksets (id, name, title, instructions, question, labels, overlap_min, "
@@ -59,31 +55,11 @@ ROWS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url_at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def url_at_0003(empty_database_url: str) -> str:
     """An empty database migrated to revision 0003 (before money and standing)."""
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:
-        request.getfixturevalue("postgres_url")  # skips (or fails in CI) without a server
-        name = f"labelbot_0004_{uuid.uuid4().hex[:8]}"
-        asyncio.run(execute_autocommit(POSTGRES_ADMIN_URL, f'CREATE DATABASE "{name}"'))
-        url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(False)
-    asyncio.run(migrate_to(url, "0003"))
-    yield url
-    if name is not None:
-        asyncio.run(
-            execute_autocommit(POSTGRES_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        )
-
-
-async def migrate_to(url: str, revision: str) -> None:
-    engine = create_engine(url)
-    try:
-        await upgrade(engine, revision)
-    finally:
-        await engine.dispose()
+    asyncio.run(migrate_to(empty_database_url, "0003"))
+    return empty_database_url
 
 
 async def test_existing_answers_and_rewards_are_counted(url_at_0003: str) -> None:

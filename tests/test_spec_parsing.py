@@ -545,7 +545,7 @@ def test_caption_with_unknown_words_is_refused() -> None:
         parse_caption("name=pets colour=red overlap=three")
 
     assert [str(problem) for problem in caught.value.problems] == [
-        "caption: 'colour=red' is not one of name=, labels=, overlap=, reward=",
+        "caption: 'colour=red' is not one of name=, labels=, overlap=, reward=, answer=",
         "field 'overlap': 'three' is not a whole number",
     ]
 
