@@ -163,14 +163,10 @@ class Transaction(Protocol):
         ...
 
 
-class TransactionBase(Generic[DriverConnection]):
-    """A driver connection in a transaction; ``one`` and ``value`` on top of ``first``."""
+class FirstRowReader:
+    """``one`` and ``value`` of a ``Transaction``, on top of its ``first``."""
 
-    __slots__ = ("_connection", "_statements")
-
-    def __init__(self, connection: DriverConnection, statements: CompiledStatements) -> None:
-        self._connection = connection
-        self._statements = statements
+    __slots__ = ()
 
     async def first(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any | None:
         raise NotImplementedError
@@ -183,6 +179,16 @@ class TransactionBase(Generic[DriverConnection]):
 
     async def value(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any:
         return (await self.one(statement, params))[0]
+
+
+class TransactionBase(FirstRowReader, Generic[DriverConnection]):
+    """A driver connection in a transaction."""
+
+    __slots__ = ("_connection", "_statements")
+
+    def __init__(self, connection: DriverConnection, statements: CompiledStatements) -> None:
+        self._connection = connection
+        self._statements = statements
 
 
 Work = Callable[Concatenate[Transaction, P], Coroutine[Any, Any, T]]

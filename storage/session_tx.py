@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
 
-from storage.driver import NO_PARAMS, Params
+from storage.driver import NO_PARAMS, FirstRowReader, Params
 
 
-class SessionTransaction:
+class SessionTransaction(FirstRowReader):
     """``storage.driver.Transaction`` for a session inside ``sessions.begin()``."""
 
     __slots__ = ("session",)
@@ -31,15 +31,6 @@ class SessionTransaction:
 
     async def first(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any | None:
         return (await self._execute(statement, params)).first()
-
-    async def one(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any:
-        row = await self.first(statement, params)
-        if row is None:
-            raise LookupError(f"no row returned by: {statement}")
-        return row
-
-    async def value(self, statement: ClauseElement, params: Params = NO_PARAMS) -> Any:
-        return (await self.one(statement, params))[0]
 
     async def run(self, statement: ClauseElement, params: Params = NO_PARAMS) -> int:
         return int((await self._execute(statement, params)).rowcount)

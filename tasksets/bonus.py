@@ -13,6 +13,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasksets.money import refuse_float
 from tasksets.quality import smoothed_accuracy
 
 
@@ -29,9 +30,9 @@ class BonusRule(BaseModel):
     @field_validator("percent", mode="before")
     @classmethod
     def _percent_is_exact(cls, value: object) -> object:
-        if isinstance(value, bool | float):
-            raise ValueError("write the percent as a whole number or a decimal string, e.g. 20")
-        return value
+        return refuse_float(
+            value, "write the percent as a whole number or a decimal string, e.g. 20"
+        )
 
     @field_validator("percent")
     @classmethod

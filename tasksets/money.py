@@ -24,6 +24,15 @@ _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 MAX_MINOR = 2**63 - 1
 
 
+def refuse_float(value: object, how_to_write: str) -> object:
+    """For a pydantic before-validator of an exact amount: a float (or a bool) has already lost
+    the decimal the coordinator wrote (0.1 is 0.1000000000000000055), so it is refused with
+    ``how_to_write``; anything else passes on unchanged."""
+    if isinstance(value, bool | float):
+        raise ValueError(how_to_write)
+    return value
+
+
 def minor_units(currency: str) -> int:
     """Number of decimals of `currency` (ISO 4217 exponent): USD 2, JPY 0, KWD 3."""
     if not _CURRENCY_CODE.fullmatch(currency):

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tasksets.money import refuse_float
 from tasksets.quality import smoothed_accuracy
 
 
@@ -37,10 +38,7 @@ class ReviewRule(BaseModel):
     @field_validator("reward", mode="before")
     @classmethod
     def _reward_is_exact(cls, value: object) -> object:
-        # A float has already lost the decimal the coordinator wrote.
-        if isinstance(value, bool | float):
-            raise ValueError('write the reward as a decimal string such as "0.01"')
-        return value
+        return refuse_float(value, 'write the reward as a decimal string such as "0.01"')
 
 
 def is_reviewer(rule: ReviewRule, *, answers: int, gold_answers: int, gold_correct: int) -> bool:

@@ -281,9 +281,7 @@ class TaskSetSpec(BaseModel):
     @field_validator("reward", mode="before")
     @classmethod
     def _reward_is_exact(cls, value: object, info: ValidationInfo) -> object:
-        # A float has already lost the decimal the coordinator wrote (0.1 is 0.1000000000000000055).
-        if isinstance(value, bool | float):
-            raise ValueError('write the reward as a decimal string such as "0.02"')
+        money.refuse_float(value, 'write the reward as a decimal string such as "0.02"')
         if isinstance(value, int):
             value = Decimal(value)
         currency = info.data.get("currency")  # absent when the currency itself is invalid
