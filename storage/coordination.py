@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.broadcasts import BroadcastQueue
+from storage.labeling import as_utc
 from storage.ledger import on_reinstated, on_suspended
 from storage.models import (
     Answer,
@@ -44,7 +45,9 @@ from storage.results import TaskSetView, WorkerScore
 from storage.session_tx import SessionTransaction
 from storage.statements.leases import EXPIRE_WORKER_IN_SET, FREE_SLOTS
 from storage.statements.quality import REPLACE_ANSWERS_OF
+from storage.statements.tallies import ALL_SETS, REGRADE_TALLY
 from tasksets.quality import QualityRules, gold_accuracy_reason, smoothed_accuracy
+from tasksets.standing import Period, period_start
 
 if TYPE_CHECKING:
     from storage.store import LabelStore
@@ -578,6 +581,9 @@ class Coordination:
             await session.execute(
                 update(Item).where(Item.id == row.item_id).values(gold_label=row.label)
             )
+            await self._regrade_tallies(
+                session, row.taskset_id, row.item_id, was=row.gold_label, now=row.label
+            )
             settled = await session.execute(
                 update(Dispute)
                 .where(
@@ -692,6 +698,41 @@ class Coordination:
                 await self._suspend(session, taskset_id, worker_id, new_reason, now)
                 suspended.append((worker_id, new_reason))
         return sorted(reinstated), sorted(suspended), len(before)
+
+    @staticmethod
+    async def _regrade_tallies(
+        session: AsyncSession, taskset_id: int, item_id: int, *, was: str | None, now: str
+    ) -> None:
+        """A corrected gold label in the boards' tallies: who answered ``now`` gains a correct
+        control answer and who answered ``was`` loses one, in the day, week and all-time
+        tallies of the answer, for the set and for all sets."""
+        answers = await session.execute(
+            select(Answer.worker_id, Answer.label, Answer.created_at).where(
+                Answer.item_id == item_id,
+                Answer.kind == AnswerKind.LABEL,
+                Answer.label.in_([now] if was is None else [now, was]),
+            )
+        )
+        deltas: Counter[tuple[int, int, str, date]] = Counter()
+        for worker_id, label, created_at in answers:
+            for scope in (taskset_id, ALL_SETS):
+                for period in Period:
+                    start = period_start(period, as_utc(created_at))
+                    deltas[worker_id, scope, period.value, start] += 1 if label == now else -1
+        changes = [
+            {
+                "tally_worker": worker_id,
+                "tally_scope": scope,
+                "tally_period": period,
+                "tally_start": start,
+                "delta": delta,
+            }
+            for (worker_id, scope, period, start), delta in deltas.items()
+            if delta
+        ]
+        if changes:
+            connection = await session.connection()
+            await connection.execute(REGRADE_TALLY, changes)
 
     @staticmethod
     async def _set_standing(

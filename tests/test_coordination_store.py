@@ -4,6 +4,7 @@ queue's claims across a crash, and completion."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,6 +23,8 @@ from storage.models import (
 )
 from storage.results import NoItem, NoItemReason, Recorded, ServedItem
 from storage.store import LabelStore
+from tasksets.quality import smoothed_accuracy
+from tasksets.standing import Period
 from tests.conftest import Clock
 from tests.factories import LABELS, make_spec
 
@@ -205,6 +208,13 @@ async def test_accepting_a_dispute_corrects_gold_and_reinstates_the_worker(
     assert (scores[1].gold_correct, scores[1].gold_answers) == (1, 3)
     assert (scores[2].gold_correct, scores[2].gold_answers) == (2, 3)
     assert scores[1].status == MembershipStatus.ACTIVE
+    # The boards read the corrected score too: worker 1 has 1 of 3 right, worker 2 has 2.
+    for scope, period in itertools.product((taskset_id, 0), Period):
+        board = await store.standing.board(scope, period, 1)
+        accuracy = {row.worker_id: row.accuracy for row in board.rows}
+        assert accuracy == {1: smoothed_accuracy(1, 3), 2: smoothed_accuracy(2, 3)}, period
+    violations = await store.consistency_violations()
+    assert violations == dict.fromkeys(violations, 0)
     # Decided once: a second tap changes nothing.
     assert await store.coordination.decide_dispute(first, accept=False, coordinator_id=9) is None
     assert await store.coordination.next_dispute(taskset_id) is None

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Date,
     Insert,
     Integer,
+    Update,
     and_,
     bindparam,
     exists,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     select,
     true,
     union_all,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as upsert
 
@@ -200,16 +202,35 @@ ADD_REWARD_TO_TOTALS = totals_upsert_statement(credited_total())
 
 
 # Each query counts rows where a counter differs from what the rows say (all should be 0).
+def regrade_statement() -> Update:
+    """Move ``delta`` of a worker's correct gold answers in one tally (a corrected gold label
+    turned their answer right, +1, or wrong, -1), with the accuracy that follows."""
+    corrected = Tally.gold_correct + bindparam("delta", type_=Integer)
+    return (
+        update(Tally)
+        .where(
+            Tally.worker_id == bindparam("tally_worker"),
+            Tally.scope == bindparam("tally_scope"),
+            Tally.period == bindparam("tally_period"),
+            Tally.start == bindparam("tally_start", type_=Date),
+        )
+        .values(gold_correct=corrected, accuracy_ppm=ppm_expression(corrected, Tally.gold_answers))
+    )
+
+
+REGRADE_TALLY = regrade_statement()
+
 TALLY_CHECKS = {
     "tallies of a set (all time) that differ from the worker's labeled answers there": (
         "SELECT count(*) FROM (SELECT a.worker_id, a.taskset_id AS scope, count(*) AS n, "
-        "sum(CASE WHEN i.is_gold THEN 1 ELSE 0 END) AS g FROM answers a "
-        "JOIN items i ON i.id = a.item_id WHERE a.kind = 'label' "
+        "sum(CASE WHEN i.is_gold THEN 1 ELSE 0 END) AS g, "
+        "sum(CASE WHEN i.is_gold AND a.label = i.gold_label THEN 1 ELSE 0 END) AS c "
+        "FROM answers a JOIN items i ON i.id = a.item_id WHERE a.kind = 'label' "
         "GROUP BY a.worker_id, a.taskset_id) c FULL OUTER JOIN "
-        "(SELECT worker_id, scope, answers, gold_answers FROM tallies "
+        "(SELECT worker_id, scope, answers, gold_answers, gold_correct FROM tallies "
         "WHERE period = 'a' AND scope <> 0) t ON t.worker_id = c.worker_id AND t.scope = c.scope "
         "WHERE coalesce(c.n, 0) <> coalesce(t.answers, 0) OR coalesce(c.g, 0) <> "
-        "coalesce(t.gold_answers, 0)"
+        "coalesce(t.gold_answers, 0) OR coalesce(c.c, 0) <> coalesce(t.gold_correct, 0)"
     ),
     "tallies of all sets that differ from the sum of the sets": (
         "SELECT count(*) FROM (SELECT worker_id, sum(answers) AS n, sum(gold_answers) AS g, "
