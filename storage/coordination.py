@@ -46,6 +46,7 @@ from storage.session_tx import SessionTransaction
 from storage.statements.leases import EXPIRE_WORKER_IN_SET, FREE_SLOTS
 from storage.statements.quality import REPLACE_ANSWERS_OF
 from storage.statements.tallies import ALL_SETS, REGRADE_TALLY
+from tasksets.qualification import Qualification, qualification_verdict
 from tasksets.quality import QualityRules, gold_accuracy_reason, smoothed_accuracy
 from tasksets.standing import Period, period_start
 
@@ -545,6 +546,7 @@ class Coordination:
                         Item.gold_label,
                         Item.text,
                         TaskSet.quality,
+                        TaskSet.qualification,
                     )
                     .join(Dispute, Dispute.answer_id == Answer.id)
                     .join(Item, Item.id == Answer.item_id)
@@ -608,8 +610,11 @@ class Coordination:
                 else []
             )
             rules = QualityRules.model_validate(row.quality)
+            qualification = (
+                Qualification.model_validate(row.qualification) if row.qualification else None
+            )
             reinstated, suspended, rescored = await self._rescore(
-                session, row.taskset_id, row.item_id, rules, now
+                session, row.taskset_id, row.item_id, rules, qualification, now
             )
         return DisputeDecision(
             accepted=True,
@@ -629,11 +634,13 @@ class Coordination:
         taskset_id: int,
         item_id: int,
         rules: QualityRules,
+        qualification: Qualification | None,
         now: datetime,
     ) -> tuple[list[int], list[tuple[int, str]], int]:
         """Recount the gold score of everyone who labeled the corrected item, then re-judge
         their standing by the accuracy rule: a worker it had suspended and who now passes is
-        reinstated; an active one who now fails is suspended. Returns (reinstated, suspended,
+        reinstated; an active one who now fails is suspended; one who failed the
+        qualification and now passes it is let in. Returns (reinstated, suspended,
         recounted)."""
         affected = select(Answer.worker_id).where(
             Answer.item_id == item_id, Answer.kind == AnswerKind.LABEL
@@ -683,7 +690,17 @@ class Coordination:
             by_rule = old.status == MembershipStatus.SUSPENDED and (
                 old_reason is not None and old.status_reason == old_reason
             )
-            if by_rule and new_reason is None:
+            if old.status == MembershipStatus.FAILED and qualification is not None:
+                # Their gold answers are their training answers: judge those again.
+                verdict = qualification_verdict(
+                    qualification, gold_answers, gold_correct, out_of_items=True
+                )
+                if verdict is not None and verdict.passed:
+                    await self._set_standing(
+                        session, taskset_id, worker_id, MembershipStatus.ACTIVE, verdict.reason
+                    )
+                    reinstated.append(worker_id)
+            elif by_rule and new_reason is None:
                 active = MembershipStatus.ACTIVE
                 await self._set_standing(
                     session, taskset_id, worker_id, active, REINSTATED_BY_CORRECTION

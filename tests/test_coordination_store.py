@@ -265,6 +265,36 @@ async def test_a_correction_suspends_who_now_falls_below_and_rejecting_keeps_gol
     )
 
 
+async def test_a_correction_lets_in_who_failed_the_qualification_on_that_item(
+    store: LabelStore,
+) -> None:
+    # Two training items, both needed: control 0 (gold positive) and control 1 (negative).
+    qualification = {"items": 2, "min_accuracy": 1.0}
+    taskset_id = await store.load_taskset(
+        make_spec(items=2, gold=2, qualification=qualification, quality={"min_gold_answers": 50})
+    )
+    await join(store, 1)
+    neutral = LABELS.index("neutral")
+    wrong = await answer_gold(store, 1, {"control 0": neutral, "control 1": 1})
+    failed = await store.next_item_for(1)
+    assert isinstance(failed, NoItem) and failed.reason == NoItemReason.FAILED_QUALIFICATION
+    dispute = await store.dispute(wrong["control 0"], 1)
+    assert dispute is not None
+
+    decision = await store.coordination.decide_dispute(dispute, accept=True, coordinator_id=9)
+
+    assert decision is not None and decision.reinstated == [1]
+    served = await store.next_item_for(1)
+    assert isinstance(served, ServedItem) and served.text is not None
+    assert served.text.startswith("text number")
+    [score] = await store.worker_scores(taskset_id)
+    assert (score.status, score.gold_correct, score.gold_answers) == (
+        MembershipStatus.ACTIVE,
+        2,
+        2,
+    )
+
+
 async def test_the_broadcast_queue_tells_nobody_twice_across_a_crash(
     store: LabelStore, clock: Clock
 ) -> None:
