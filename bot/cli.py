@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import math
@@ -18,11 +19,16 @@ from bot import money_cli
 # (telegram, SQLAlchemy, numpy), so `--help` and `aggregate` start without them.
 if TYPE_CHECKING:
     from pydantic import SecretStr, ValidationError
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from bot.settings import Settings
     from storage.store import LabelStore
 
 EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 1  # the database cannot be reached
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
+# ``labelbot run`` waits this long for a database that is still starting (about a minute).
+DATABASE_RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
 log = logging.getLogger("labelbot")
 
 
@@ -42,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.database_url:
         settings = settings.model_copy(update={"database_url": args.database_url})
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
-    return handler(args, settings)
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback
+        print("labelbot: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def settings_problems(error: ValidationError) -> list[str]:
@@ -163,16 +173,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def with_store(settings: Settings, work: Callable[[LabelStore], Awaitable[int]]) -> int:
-    """Run ``work`` against a migrated database and dispose of the engine afterwards."""
+def with_store(
+    settings: Settings, work: Callable[[LabelStore], Awaitable[int]], *, wait: bool = False
+) -> int:
+    """Run ``work`` against a migrated database and dispose of the engine afterwards.
+
+    An unreachable database is one line on stderr and exit code 1; with ``wait`` (``run``, whose
+    database may still be starting) it is first retried with back-off, a log line each time.
+    """
 
     from bot import event_loop
-    from storage.engine import create_engine
+    from storage.engine import DatabaseUnavailable, create_engine, ensure_reachable
     from storage.migrate import upgrade
     from storage.store import LabelStore
 
+    async def reach(engine: AsyncEngine) -> None:
+        for delay in (*DATABASE_RETRY_SECONDS, None) if wait else (None,):
+            try:
+                await ensure_reachable(engine)
+                return
+            except DatabaseUnavailable as error:
+                if delay is None:
+                    raise
+                log.warning("%s; retrying in %.0f s", error, delay)
+                await asyncio.sleep(delay)
+
     async def runner() -> int:
         engine = create_engine(settings.database_url)
+        try:
+            await reach(engine)
+        except DatabaseUnavailable as error:
+            print(f"labelbot: {error}", file=sys.stderr)
+            await engine.dispose()
+            return EXIT_UNAVAILABLE
         await upgrade(engine)
         store = LabelStore(engine)
         try:
@@ -201,8 +234,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    if not args.no_migrate:
-        with_store(settings, migrated)
+    if not args.no_migrate and with_store(settings, migrated, wait=True) == EXIT_UNAVAILABLE:
+        return EXIT_UNAVAILABLE
     if args.workers > 1:
         child = [sys.executable, "-m", "bot.cli", *(["-v"] if args.verbose else [])]
         return supervise(

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
@@ -57,6 +58,26 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or opened; the message says where (no password) and why."""
+
+
+async def ensure_reachable(engine: AsyncEngine) -> None:
+    """Open and close one connection, so that an unreachable database fails here, in one
+    sentence, rather than as a driver's traceback in the middle of a command."""
+    try:
+        async with engine.connect():
+            pass
+    except (OSError, DBAPIError) as error:  # refused, unknown host, timeout, auth, no such file
+        cause = error.orig if isinstance(error, DBAPIError) else error
+        if isinstance(cause, OSError) and cause.strerror:
+            reason = cause.strerror  # "Connection refused", without the errno
+        else:
+            reason = str(cause).strip().partition("\n")[0] or type(cause).__name__
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from error
 
 
 async def execute_autocommit(url: str | URL, statement: str) -> None:
