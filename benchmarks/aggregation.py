@@ -6,9 +6,14 @@ Run from the repository root:
 
 Real datasets are the folders of ``--data`` holding ``label.csv`` and ``truth.csv``; the
 synthetic set has 1,000,000 answers (100k items x 10 workers each, 2k workers, 5 labels) from
-workers of mixed skill, spammers included, with a fixed seed. Each method runs ``--rounds``
-times; wall time and process CPU time (user + system) are the minimum over rounds. crowd-kit
-runs too when installed (the ``bench`` extra); otherwise only our methods run.
+workers of mixed skill, spammers included, with a fixed seed. Each method and its crowd-kit
+counterpart run in turn, ``--rounds`` times; wall time and process CPU time (user + system) are
+each one's minimum over rounds. crowd-kit runs too when installed (the ``bench`` extra);
+otherwise only our methods run.
+
+These are the inner functions, in one process, on answers already in memory: the whole
+``labelbot aggregate`` process against crowd-kit's read_csv + fit_predict, as a user runs them,
+is ``benchmarks/batch_tools.py``.
 """
 
 from __future__ import annotations
@@ -99,16 +104,27 @@ def synthetic_dataset(
     return Dataset(f"synthetic {items.size:,}", answers, truth)
 
 
-def measure(run: Callable[[], np.ndarray], gold: np.ndarray, rounds: int) -> Timing:
-    """Best wall and CPU time over rounds; accuracy of the labels on the gold items."""
-    walls, cpus = [], []
+def measure(
+    contenders: dict[str, Callable[[], np.ndarray]], gold: np.ndarray, rounds: int
+) -> dict[str, Timing]:
+    """Each contender's best wall and CPU time, running them in turn in every round (so a
+    noisy stretch of the machine hits all of them); accuracy of the labels on the gold items."""
+    walls: dict[str, list[float]] = {name: [] for name in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name in contenders}
+    labels: dict[str, np.ndarray] = {}
     for _ in range(rounds):
-        cpu_start, wall_start = _process_cpu(), time.perf_counter()
-        labels = run()
-        walls.append(time.perf_counter() - wall_start)
-        cpus.append(_process_cpu() - cpu_start)
+        for name, run in contenders.items():
+            cpu_start, wall_start = _process_cpu(), time.perf_counter()
+            labels[name] = run()
+            walls[name].append(time.perf_counter() - wall_start)
+            cpus[name].append(_process_cpu() - cpu_start)
     known = gold >= 0
-    return Timing(float(np.mean(labels[known] == gold[known])), min(walls), min(cpus))
+    return {
+        name: Timing(
+            float(np.mean(labels[name][known] == gold[known])), min(walls[name]), min(cpus[name])
+        )
+        for name in contenders
+    }
 
 
 def crowdkit_installed() -> bool:
@@ -161,12 +177,15 @@ def main() -> None:
     shortfalls = []
     for dataset in datasets:
         for method in METHODS:
-            run_ours = partial(_aggregated_labels, dataset.answers, method)
-            ours = measure(run_ours, dataset.gold, args.rounds)
+            contenders = {"ours": partial(_aggregated_labels, dataset.answers, method)}
+            if with_crowdkit:
+                contenders["crowd-kit"] = crowdkit_runner(method, dataset)
+            timings = measure(contenders, dataset.gold, args.rounds)
+            ours = timings["ours"]
             row = [dataset.name, f"{dataset.answers.items.size:,}", method]
             row += [f"{ours.accuracy:.4f}", f"{ours.wall:.4f}", f"{ours.cpu:.3f}"]
             if with_crowdkit:
-                theirs = measure(crowdkit_runner(method, dataset), dataset.gold, args.rounds)
+                theirs = timings["crowd-kit"]
                 speedup = theirs.wall / ours.wall
                 row += [f"{theirs.accuracy:.4f}", f"{theirs.wall:.3f}", f"{theirs.cpu:.3f}"]
                 row.append(f"{speedup:.0f}x")
