@@ -34,6 +34,8 @@ log = logging.getLogger("labelbot")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.handler is cmd_aggregate:  # files in, CSV out: no settings, no pydantic to import
+        return cmd_aggregate(args)
     from pydantic import ValidationError
 
     from bot.settings import Settings
@@ -375,7 +377,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return with_store(settings, export)
 
 
-def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_aggregate(args: argparse.Namespace) -> int:
     from tasksets.answers_csv import aggregate_csv
 
     try:

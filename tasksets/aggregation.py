@@ -113,15 +113,20 @@ def dawid_skene(
     answered, starts, answers_per_item = np.unique(
         answers.items[order], return_index=True, return_counts=True
     )
-    # Flat index of each (answer, true label) in the worker x given label x true label table.
-    table_rows = answers.workers[order] * n_labels + answers.labels[order]
-    table_index = (table_rows[:, None] * n_labels + np.arange(n_labels)).ravel()
-    table_size = answers.n_workers * n_labels * n_labels
+    # Row of each answer in the (worker, given label) x true label table. The per-answer
+    # arrays are one label at a time and int32: peak memory stays a few bytes per answer.
+    table_rows = answers.workers[order].astype(np.int32)
+    table_rows *= n_labels
+    table_rows += answers.labels[order]
+    del order
+    n_rows = answers.n_workers * n_labels
 
     def soft_counts(posterior: np.ndarray) -> np.ndarray:
         """Posterior mass per (worker, given label, true label), shape (workers, K, K)."""
-        mass = np.repeat(posterior, answers_per_item, axis=0).ravel()
-        counts = np.bincount(table_index, weights=mass, minlength=table_size)
+        counts = np.empty((n_rows, n_labels))
+        for true in range(n_labels):
+            mass = np.repeat(posterior[:, true], answers_per_item)
+            counts[:, true] = np.bincount(table_rows, weights=mass, minlength=n_rows)
         return counts.reshape(answers.n_workers, n_labels, n_labels)
 
     gold_rows = np.flatnonzero(gold[answered] >= 0)
@@ -134,8 +139,11 @@ def dawid_skene(
         confusion = soft_counts(posterior) + _PSEUDO_COUNT
         confusion /= confusion.sum(axis=1, keepdims=True)  # P(given | true) per worker
         log_prior = np.log(np.maximum(posterior.mean(axis=0), 1e-12))
-        log_per_answer = np.log(confusion).ravel()[table_index].reshape(-1, n_labels)
-        log_joint = np.add.reduceat(log_per_answer, starts, axis=0) + log_prior
+        log_confusion = np.log(confusion).reshape(n_rows, n_labels)
+        log_joint = np.empty((answered.size, n_labels))
+        for true in range(n_labels):
+            log_joint[:, true] = np.add.reduceat(log_confusion[table_rows, true], starts)
+        log_joint += log_prior
         peak = log_joint.max(axis=1, keepdims=True)
         log_evidence = peak + np.log(np.exp(log_joint - peak).sum(axis=1, keepdims=True))
         posterior = np.exp(log_joint - log_evidence)

@@ -1,5 +1,6 @@
 import csv
 import io
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tasksets.aggregation import (
     wawa,
 )
 from tasksets.answers_csv import CodedAnswers, aggregate_csv, read_answers, read_gold
+from tasksets.export import write_csv
 from tests.conftest import IN_CI
 
 # Real crowd datasets with gold labels, in the shared folder beside the repository. Without it
@@ -329,3 +331,95 @@ def test_gold_conflicts_name_the_first_bad_line(block_chars: int, monkeypatch: p
     with pytest.raises(ValueError, match="line 6: item 'b' already has a different gold label"):
         read_gold(io.StringIO(gold), answers)
     assert read_gold(io.StringIO(gold.rsplit("b,x", 1)[0]), answers).tolist() == [0, 1]
+
+
+def test_the_reader_knows_every_space_that_str_strip_removes():
+    spaces = {chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()}
+
+    listed = set(answers_csv._ASCII_SPACES + answers_csv._UNICODE_SPACES)
+
+    assert listed == spaces - {"\n", "\r"}  # line ends: the reader splits on them
+
+
+# Field text for the reader's differential test: spaces str.strip removes (ASCII and not),
+# letters of two bytes and more in UTF-8, and names longer than the 8 bytes of one hash word.
+FIELD_PIECES = ["a", "b", "w", "long_name_", " ", "\t", "\x1c", "\u00a0", "é", "да"]
+FIELD_TEXT = st.lists(st.sampled_from(FIELD_PIECES), min_size=1, max_size=4).map("".join)
+FIELD_TEXT = FIELD_TEXT.filter(str.strip)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(FIELD_TEXT, FIELD_TEXT, FIELD_TEXT) | st.just(()), max_size=25),
+    header=st.booleans(),
+    line_end=st.sampled_from(["\n", "\r\n"]),
+    block_chars=st.sampled_from([7, 64, 1 << 20]),
+)
+def test_any_plain_file_reads_as_the_csv_module_splits_it(rows, header, line_end, block_chars):
+    text = line_end.join(["item,worker,label"] * header + [",".join(row) for row in rows])
+    first_answers: dict[tuple[str, str], list[str]] = {}
+    for row in reference_rows(text):  # a repeated (item, worker) keeps its first answer
+        first_answers.setdefault((row[0], row[1]), row)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(answers_csv, "_BLOCK_CHARS", block_chars)
+        coded_answers = read_answers(io.StringIO(text, newline=""))
+
+    assert decoded(coded_answers) == list(first_answers.values())
+
+
+def decoded(coded_answers: CodedAnswers) -> list[list[str]]:
+    answers = coded_answers.answers
+    return [
+        [coded_answers.items[i], coded_answers.workers[w], coded_answers.labels[label]]
+        for i, w, label in zip(answers.items, answers.workers, answers.labels, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("_HASH_MULTIPLIER", np.uint64(0)), ("_MAX_TABLE_BYTES", 8)],
+    ids=["hash-collisions", "table-too-big"],
+)
+def test_names_that_the_byte_coder_cannot_tell_apart_are_read_by_the_csv_module(
+    setting: str, value: object, monkeypatch: pytest.MonkeyPatch
+):
+    # With a zero multiplier the key of a 16-byte name is its second word only: these two
+    # names collide, and only the check against each value's first row keeps them apart.
+    monkeypatch.setattr(answers_csv, setting, value)
+    text = "aaaaaaaa_x,w,yes\nbbbbbbbb_x,w,no\naaaaaaaa_x,v,no\n"
+
+    coded_answers = read_answers(io.StringIO(text))
+
+    assert coded_answers.items == ("aaaaaaaa_x", "bbbbbbbb_x")
+    assert decoded(coded_answers) == reference_rows(text)
+
+
+def test_aggregate_csv_writes_cells_as_the_spreadsheet_safe_csv_writer_does():
+    answers = '=SUM(A1),w1,+x\n"a,b",w1,"y,z"\n"say ""hi""",w2,+x\n"two\nlines",w1,-1\n'
+    coded_answers = read_answers(io.StringIO(answers, newline=""))
+    result = aggregate(coded_answers.answers, "mv")
+    expected = io.StringIO(newline="")
+    write_csv(
+        (
+            {"item": item, "label": coded_answers.labels[label], "confidence": f"{share:.4f}"}
+            for item, label, share in zip(
+                coded_answers.items, result.labels, result.confidence, strict=True
+            )
+        ),
+        ("item", "label", "confidence"),
+        expected,
+    )
+
+    out = io.StringIO(newline="")
+    aggregate_csv(io.StringIO(answers, newline=""), "mv", out)
+
+    assert out.getvalue() == expected.getvalue()
+    assert "'=SUM(A1)" in out.getvalue() and '"""say ""hi"""' not in out.getvalue()
+
+
+@given(st.lists(st.floats(0, 1) | st.sampled_from([1 / 32, 0.00005, 0.66665, 0.99995, 1.0])))
+def test_confidences_are_written_as_format_rounds_them(values: list[float]):
+    cells = answers_csv._confidence_cells(np.array(values, dtype=np.float64))
+
+    assert cells == [f"{value:.4f}" for value in values]

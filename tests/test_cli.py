@@ -182,6 +182,19 @@ def test_aggregate_bad_row_names_the_line(
     assert "line 2" in capsys.readouterr().err
 
 
+def test_aggregate_reads_no_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A setting that stops every database command is nothing to a command that reads files.
+    monkeypatch.setenv("LABELBOT_PORT", "eighty")
+    answers = tmp_path / "answers.csv"
+    answers.write_text("a,w1,x\nb,w2,y\n")
+
+    assert main(["aggregate", str(answers), "--method", "mv"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["a,x,1.0000", "b,y,1.0000"]
+    assert main(["tasksets"]) == 2
+
+
 def test_reinstate_unknown_worker_says_so(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(db, "workers", "reinstate", "42") == 1
     assert "not suspended" in capsys.readouterr().err

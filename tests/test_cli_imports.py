@@ -44,6 +44,8 @@ def test_aggregate_imports_no_bot_or_database_library(tmp_path: Path) -> None:
 
     assert "numpy" in packages
     assert packages.isdisjoint(HEAVY), packages & set(HEAVY)
+    # It reads no settings, so neither their validation nor pydantic is loaded.
+    assert packages.isdisjoint({"pydantic", "pydantic_settings"}), packages
 
 
 def test_a_database_command_still_imports_its_storage(tmp_path: Path) -> None:
