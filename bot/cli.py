@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -35,23 +36,25 @@ log = logging.getLogger("labelbot")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.handler is cmd_aggregate:  # files in, CSV out: no settings, no pydantic to import
-        return cmd_aggregate(args)
-    from pydantic import ValidationError
+        command = functools.partial(cmd_aggregate, args)
+    else:
+        from pydantic import ValidationError
 
-    from bot.settings import Settings
+        from bot.settings import Settings
 
+        try:
+            settings = Settings()
+        except ValidationError as error:
+            for problem in settings_problems(error):
+                print(f"labelbot: invalid settings: {problem}", file=sys.stderr)
+            return EXIT_INVALID
+        configure_logging(args.verbose, settings.bot_token)
+        if args.database_url:
+            settings = settings.model_copy(update={"database_url": args.database_url})
+        handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+        command = functools.partial(handler, args, settings)
     try:
-        settings = Settings()
-    except ValidationError as error:
-        for problem in settings_problems(error):
-            print(f"labelbot: invalid settings: {problem}", file=sys.stderr)
-        return EXIT_INVALID
-    configure_logging(args.verbose, settings.bot_token)
-    if args.database_url:
-        settings = settings.model_copy(update={"database_url": args.database_url})
-    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
-    try:
-        return handler(args, settings)
+        return command()
     except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback
         print("labelbot: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -195,6 +195,20 @@ def test_aggregate_reads_no_settings(
     assert main(["tasksets"]) == 2
 
 
+def test_ctrl_c_stops_aggregate_with_a_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tasksets.answers_csv.aggregate_csv", interrupted)
+    answers = tmp_path / "answers.csv"
+    answers.write_text("a,w1,x\n")
+
+    assert main(["aggregate", str(answers)]) == 130
+    assert capsys.readouterr().err == "labelbot: interrupted\n"
+
+
 def test_reinstate_unknown_worker_says_so(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(db, "workers", "reinstate", "42") == 1
     assert "not suspended" in capsys.readouterr().err
