@@ -14,7 +14,7 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, JobQu
 
 from bot.settings import Settings
 from bot.transport import build_requests
-from handlers import coordinator, flood, privacy, registry, stats, texts, worker
+from handlers import coordinator, flood, privacy, registry, replies, stats, texts, worker
 from handlers import settings as settings_menu
 from handlers.broadcasts import Broadcaster
 from handlers.labeling_bot import LabelingBot
@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 
 LEASE_SWEEP_SECONDS = 30.0
 # Every audience's handlers, in order; the catch-all for unclaimed buttons follows them all.
+# Typed and voice answers come last: any message no other handler takes may be one.
 HANDLER_MODULES: tuple[Routes, ...] = (
     worker.ROUTES,
     stats.ROUTES,
     settings_menu.ROUTES,
     privacy.ROUTES,
     coordinator.ROUTES,
+    replies.ROUTES,
 )
 # How often a process looks for task sets that got all their answers, to tell the coordinators.
 COMPLETION_CHECK_SECONDS = 30.0

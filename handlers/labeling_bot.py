@@ -38,11 +38,12 @@ class LabelingBot(ExtBot[int]):  # int: the retry count AIORateLimiter accepts p
 
     async def send_text(
         self, chat_id: int, text: str, reply_markup: InlineKeyboard | None = None
-    ) -> None:
-        """``sendMessage``."""
-        await self._post(
+    ) -> int:
+        """``sendMessage``; returns the sent message's id."""
+        sent = await self._post(
             "sendMessage", {"chat_id": chat_id, "text": text, "reply_markup": reply_markup}
         )
+        return int(sent["message_id"])
 
     async def send_media(
         self,
@@ -51,13 +52,15 @@ class LabelingBot(ExtBot[int]):  # int: the retry count AIORateLimiter accepts p
         media: str,
         caption: str | None = None,
         reply_markup: InlineKeyboard | None = None,
-    ) -> None:
-        """``sendPhoto``, ``sendAudio`` or ``sendVideo`` of a URL or file_id, by item kind."""
+    ) -> int:
+        """``sendPhoto``, ``sendAudio`` or ``sendVideo`` of a URL or file_id, by item kind;
+        returns the sent message's id."""
         method, field = MEDIA_METHODS[kind]
-        await self._post(
+        sent = await self._post(
             method,
             {"chat_id": chat_id, field: media, "caption": caption, "reply_markup": reply_markup},
         )
+        return int(sent["message_id"])
 
     async def replace_text(
         self,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from telegram import BotCommand, CallbackQuery, Update
+from telegram import BotCommand, CallbackQuery, Message, Update
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
@@ -82,6 +82,24 @@ async def decoded_tap(
 
 async def reject_tap(query: CallbackQuery) -> None:
     await answer_query(query, texts.ALERTS[Rejection.FORGED], show_alert=True)
+
+
+class RepliesToPrompt(filters.MessageFilter):
+    """Messages that reply to one of the bot's prompts (its text matches ``pattern``). Any other
+    message of a worker may be a typed answer, so a prompt's handler takes only these."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__(name=f"RepliesToPrompt({pattern.pattern!r})")
+        self.pattern = pattern
+
+    def filter(self, message: Message) -> bool:
+        prompt = message.reply_to_message
+        return (
+            prompt is not None
+            and prompt.from_user is not None
+            and prompt.from_user.is_bot
+            and self.pattern.match(prompt.text or "") is not None
+        )
 
 
 def register(application: LabelBotApp, modules: Sequence[Routes]) -> None:

@@ -18,6 +18,7 @@ from storage.coordination import (
 from storage.ledger import Balance, LedgerLine, Statement
 from storage.models import LedgerKind
 from storage.results import (
+    EditRefusal,
     GoldFeedback,
     NoItem,
     NoItemReason,
@@ -27,6 +28,7 @@ from storage.results import (
 )
 from storage.standing import Board, MyNumbers, Place, Unranked
 from tasksets.money import format_money
+from tasksets.replies import ReplyProblem, ReplyRules, takes_text, takes_voice
 from tasksets.spec import TaskSetSpec
 from tasksets.standing import Period
 
@@ -38,6 +40,8 @@ HELP = (
     "I send you items to label, one at a time. Tap the button that fits best; "
     "the next item comes at once.\n\n"
     "“Skip” passes an item you cannot judge; “Not sure” tells us it is ambiguous.\n"
+    "Some tasks ask you to type an answer or to send a voice note instead: send it as your next "
+    "message. A typed answer can be corrected by editing that message within 10 minutes.\n"
     "Some items are control questions with a known answer: they look like any other item, "
     "and your accuracy on them is how we know your labels are good.\n\n"
     "/next – the current item again\n"
@@ -72,9 +76,92 @@ def greeting(first_name: str, taskset: TaskSetView) -> str:
 
 
 def guidelines(taskset: TaskSetView) -> str:
-    labels = ", ".join(label.text for label in taskset.labels)
     body = taskset.instructions.strip() or taskset.question
+    if taskset.answer != "labels":
+        return f"Guidelines: {body}\n\nHow to answer: {reply_prompt(taskset)}"
+    labels = ", ".join(label.text for label in taskset.labels)
     return f"Guidelines: {body}\n\nLabels: {labels}."
+
+
+# Typed and voice answers (handlers/replies.py): what to send, and why a message is no answer.
+def seconds_range(rules: ReplyRules) -> str:
+    low, high = rules.min_seconds, rules.max_seconds
+    if low is not None and high is not None:
+        return f" of {low:g}–{high:g} s"
+    if low is not None:
+        return f" of at least {low:g} s"
+    return f" of up to {high:g} s" if high is not None else ""
+
+
+def reply_prompt(rules: ReplyRules) -> str:
+    """What to send, under each item of a set answered by typing or voice."""
+    typed = f"up to {rules.max_length:,} characters"
+    voice = f"a voice note{seconds_range(rules)}"
+    if takes_text(rules) and takes_voice(rules):
+        return f"✍ Reply with text ({typed}) or 🎙 send {voice}."
+    if takes_text(rules):
+        return f"✍ Reply with text, {typed}."
+    return f"🎙 Send {voice}."
+
+
+def item_question(taskset: TaskSetView) -> str:
+    """The question under an item; a set answered by typing or voice says what to send."""
+    if taskset.answer == "labels":
+        return taskset.question
+    return f"{taskset.question}\n{reply_prompt(taskset)}"
+
+
+def unfit_reason(problem: ReplyProblem, rules: ReplyRules) -> str:
+    match problem:
+        case ReplyProblem.EMPTY:
+            why = "That message is empty."
+        case ReplyProblem.TOO_LONG:
+            why = f"That is longer than {rules.max_length:,} characters. Please shorten it."
+        case ReplyProblem.TOO_SHORT_VOICE:
+            why = f"That voice note is too short: {rules.min_seconds:g} s at least, please."
+        case ReplyProblem.TOO_LONG_VOICE:
+            why = f"That voice note is too long: {rules.max_seconds:g} s at most, please."
+        case _:  # a sticker, a photo, or the other kind of answer
+            why = "This task takes another kind of answer."
+    return why
+
+
+def reply_unfit(problem: ReplyProblem, rules: ReplyRules) -> str:
+    """Why a message is not taken as the answer; the item keeps waiting for one."""
+    reason = unfit_reason(problem, rules)
+    return f"{reason} Nothing was saved; the item is still waiting.\n{reply_prompt(rules)}"
+
+
+def short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+NOT_A_REPLY_TASK = "In this task you answer with the buttons under the item (/next shows it)."
+NO_ITEM_WAITING = "No item is waiting for an answer right now."
+REPLY_SAVED_ALREADY = "Your answer “{answer}” was saved already. Here is your current item."
+REPLY_TIMED_OUT = "⌛ That item timed out and went to someone else, so your answer was not saved."
+EDIT_REFUSED = {
+    EditRefusal.NOT_AN_ANSWER: (
+        "That message was not an answer, so editing it changes nothing. "
+        "Send your answer as a new message."
+    ),
+    EditRefusal.UNCHANGED: "Already recorded – thanks!",
+    EditRefusal.TOO_LATE: (
+        "Too late to change: an answer can be edited for 10 minutes. Your first answer stays."
+    ),
+    EditRefusal.CHECKED: (
+        "That was a control question and you have seen the expected answer, "
+        "so your first answer stays."
+    ),
+}
+
+
+def edited(text: str) -> str:
+    return f"✏ Your answer is now “{short(text, 200)}”."
+
+
+def edit_unfit(problem: ReplyProblem, rules: ReplyRules) -> str:
+    return f"{unfit_reason(problem, rules)} Your answer stays as it was."
 
 
 def answered(body: str, chosen: str) -> str:

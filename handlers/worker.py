@@ -36,6 +36,7 @@ from handlers.labeling_bot import Button, InlineKeyboard
 from handlers.registry import (
     ButtonRoute,
     Command,
+    RepliesToPrompt,
     Routes,
     answer_query,
     decoded_tap,
@@ -89,32 +90,62 @@ def dispute_button(answer_id: int) -> Button:
     return Button(text=texts.DISPUTE_BUTTON, callback_data=encode_dispute(answer_id))
 
 
-async def send_item(context: Context, chat_id: int, served: ServedItem) -> None:
-    """One message per item: text, or the media with the text and question as its caption."""
-    body = item_body(served.number, served.text, served.taskset.question)
-    keyboard = item_keyboard(served)
+async def send_item(
+    context: Context,
+    chat_id: int,
+    served: ServedItem,
+    head: str | None = None,
+    dispute: int | None = None,
+) -> int:
+    """One message per item: text, or the media with the text and question as its caption
+    (``head`` on top, and a Dispute button for answer ``dispute``: a new card after a typed
+    answer). Returns the id of the message with the buttons."""
+    body = item_body(served.number, served.text, texts.item_question(served.taskset))
+    if head is not None:
+        body = texts.card(head, body)
+    keyboard = item_keyboard(served, dispute)
     bot = context.bot
     if served.media_kind is None or served.media_ref is None:
-        await bot.send_text(chat_id, body, keyboard)
-        return
+        return await bot.send_text(chat_id, body, keyboard)
     if fits_caption(body):
-        await bot.send_media(chat_id, served.media_kind, served.media_ref, body, keyboard)
-    else:  # too long for a caption: the text and buttons follow the media
-        await bot.send_media(chat_id, served.media_kind, served.media_ref)
-        await bot.send_text(chat_id, body, keyboard)
+        return await bot.send_media(chat_id, served.media_kind, served.media_ref, body, keyboard)
+    # too long for a caption: the text and buttons follow the media
+    await bot.send_media(chat_id, served.media_kind, served.media_ref)
+    return await bot.send_text(chat_id, body, keyboard)
 
 
-async def show(context: Context, chat_id: int, result: NextItem) -> None:
-    """Send the item, or say why there is none. An item Telegram refuses to show (a text too
-    long with its number and question, a media link it cannot fetch) is set aside for the
-    coordinator and the next one is sent, so a worker is never stuck on it."""
+async def note_item_message(context: Context, served: ServedItem, message_id: int) -> None:
+    """An item answered by typing or voice: its answer comes as the worker's own message, so
+    the store keeps which message to take the buttons off then."""
+    if served.taskset.answer != "labels":
+        await context.bot_data.store.note_item_message(served.token, message_id)
+
+
+async def show(
+    context: Context,
+    chat_id: int,
+    result: NextItem,
+    head: str | None = None,
+    dispute: int | None = None,
+) -> None:
+    """Send the item, or say why there is none (under ``head`` and with a Dispute button, if
+    given: see send_item). An item Telegram
+    refuses to show (a text too long with its number and question, a media link it cannot
+    fetch) is set aside for the coordinator and the next one is sent, so a worker is never stuck
+    on it."""
     store = context.bot_data.store
     for attempt in range(1, MAX_REFUSED_ITEMS_IN_A_ROW + 1):
         if not isinstance(result, ServedItem):
-            await context.bot.send_message(chat_id, texts.no_item(result))
+            reason = texts.no_item(result)
+            await context.bot.send_message(
+                chat_id,
+                texts.card(head, reason) if head is not None else reason,
+                reply_markup=dispute_keyboard(dispute) if dispute is not None else None,
+            )
             return
         try:
-            await send_item(context, chat_id, result)
+            message_id = await send_item(context, chat_id, result, head, dispute)
+            await note_item_message(context, result, message_id)
             return
         except BadRequest as error:
             if blames_the_chat(error):
@@ -266,6 +297,14 @@ async def answer(update: Update, context: Context) -> None:
             await spinner
     else:
         await answer_query(query)
+    await tell_outcome(context, chat_id, outcome)
+    # A suspension or a failed qualification is explained by the "no more items" message.
+    await show(context, chat_id, outcome.next)
+
+
+async def tell_outcome(context: Context, chat_id: int, outcome: Recorded) -> None:
+    """The chat layout's messages after an answer: gold feedback (with its Dispute button),
+    a passed training, money reversed by a suspension."""
     if outcome.gold is not None:
         await context.bot.send_message(
             chat_id,
@@ -280,8 +319,20 @@ async def answer(update: Update, context: Context) -> None:
         if view is not None:
             reversal = texts.reversed_on_suspension(change.reversed_minor, view)
             await context.bot.send_message(chat_id, reversal)
-    # A suspension or a failed qualification is explained by the "no more items" message.
-    await show(context, chat_id, outcome.next)
+
+
+def outcome_news(outcome: Recorded) -> list[str]:
+    """The card layout's lines above the next item: what tell_outcome sends as messages."""
+    lines = []
+    if outcome.gold is not None:
+        lines.append(texts.gold_feedback(outcome.gold))
+    change = outcome.status_change
+    if change is not None and change.status == MembershipStatus.ACTIVE:
+        lines.append(texts.passed_training(change.reason))
+    view = outcome.next.taskset
+    if change is not None and change.reversed_minor and isinstance(outcome.next, NoItem) and view:
+        lines.append(texts.reversed_on_suspension(change.reversed_minor, view))
+    return lines
 
 
 def on_cards(result: NextItem) -> bool:
@@ -292,15 +343,7 @@ def on_cards(result: NextItem) -> bool:
 async def answer_on_card(context: Context, message: Message, outcome: Recorded) -> None:
     """Edit the answered card into the next item (or the reason there is none), with the gold
     feedback, a change of standing and the answer's confirmation on top."""
-    lines = []
-    if outcome.gold is not None:
-        lines.append(texts.gold_feedback(outcome.gold))
-    change = outcome.status_change
-    if change is not None and change.status == MembershipStatus.ACTIVE:
-        lines.append(texts.passed_training(change.reason))
-    view = outcome.next.taskset
-    if change is not None and change.reversed_minor and isinstance(outcome.next, NoItem) and view:
-        lines.append(texts.reversed_on_suspension(change.reversed_minor, view))
+    lines = outcome_news(outcome)
     number = ITEM_NUMBER_RE.search(message.text or message.caption or "")
     lines.append(texts.card_confirmation(outcome.chosen, int(number[1]) if number else None))
     dispute = outcome.gold.answer_id if outcome.gold is not None else None
@@ -317,15 +360,18 @@ async def show_on_card(
     is_text = message.text is not None
     try:
         if isinstance(result, ServedItem):
-            body = texts.card(head, item_body(result.number, result.text, result.taskset.question))
+            question = texts.item_question(result.taskset)
+            body = texts.card(head, item_body(result.number, result.text, question))
             keyboard = item_keyboard(result, dispute)
             if result.media_kind is None or result.media_ref is None:
                 if is_text and fits_text(body):
                     await bot.replace_text(chat_id, message_id, body, keyboard)
+                    await note_item_message(context, result, message_id)
                     return
             elif not is_text and fits_caption(body):
                 kind, ref = result.media_kind, result.media_ref
                 await bot.replace_media(chat_id, message_id, kind, ref, body, keyboard)
+                await note_item_message(context, result, message_id)
                 return
         elif is_text:
             body = texts.card(head, texts.no_item(result))
@@ -423,7 +469,7 @@ async def dispute_reason(update: Update, context: Context) -> None:
         return
     match = DISPUTE_PROMPT_RE.match(message.reply_to_message.text or "")
     if match is None or not message.text:
-        return
+        return  # the filter lets only text replies to the prompt through
     saved = await context.bot_data.store.set_dispute_reason(
         int(match.group(1)), message.from_user.id, message.text
     )
@@ -443,8 +489,13 @@ ROUTES = Routes(
         ButtonRoute(JOIN_PATTERN, join_taskset, example=encode_join(7)),
     ],
     others=[
+        # Only replies to the dispute prompt: any other message may be a typed answer.
         MessageHandler(
-            filters.ChatType.PRIVATE & filters.REPLY & filters.TEXT & ~filters.COMMAND,
+            filters.ChatType.PRIVATE
+            & filters.UpdateType.MESSAGE
+            & filters.TEXT
+            & ~filters.COMMAND
+            & RepliesToPrompt(DISPUTE_PROMPT_RE),
             dispute_reason,
         ),
     ],

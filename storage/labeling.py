@@ -24,6 +24,7 @@ from storage.driver import Transaction, open_driver
 from storage.engine import is_sqlite
 from storage.ledger import on_suspended
 from storage.models import (
+    COUNTED_KINDS,
     AnswerKind,
     AssignmentState,
     MembershipStatus,
@@ -32,13 +33,19 @@ from storage.models import (
 )
 from storage.results import (
     AnswerOutcome,
+    Edited,
+    EditOutcome,
+    EditRefusal,
     GoldFeedback,
     NextItem,
     NoItem,
     NoItemReason,
+    NoReplyWanted,
     Recorded,
     Rejected,
     Rejection,
+    ReplyOutcome,
+    ReplyUnfit,
     ServedItem,
     StatusChange,
     TaskSetView,
@@ -79,15 +86,26 @@ from storage.statements.quality import (
     SET_CONFIDENCE,
     SET_CONFIDENCE_AND_GROW,
 )
+from storage.statements.replies import (
+    EDIT_ANSWER,
+    LATEST_ASSIGNMENT,
+    NOTE_ITEM_MESSAGE,
+    REPLY_ANSWER,
+)
 from storage.statements.shapes import Standing, read_row
 from storage.statements.tallies import ADD_REWARD_TO_TOTALS, MOVE_BUCKETS, UPSERT_TALLIES
 from tasksets.money import available_from
 from tasksets.qualification import qualification_verdict
 from tasksets.quality import WorkerRecord, item_posterior, smoothed_accuracy, suspension_reason
+from tasksets.replies import Reply, reply_problem
 from tasksets.standing import MIN_CONTROL_ANSWERS, Period, min_control, period_start
+from tasksets.text import gold_text_matches
 
-Choice = int | Literal["skip", "unsure"]
+# A tap (a label's index, Skip or Not sure) or a worker's message (a typed or voice answer).
+Choice = int | Literal["skip", "unsure"] | Reply
 SKIPPED_TEXT = {AnswerKind.SKIP: "Skipped", AnswerKind.UNSURE: "Not sure"}
+# A typed answer may be corrected by editing its message for this long.
+EDIT_WINDOW = timedelta(minutes=10)
 # How often (in a worker's answers) the rules that read recent history run.
 RULE_CHECK_EVERY = 5
 LEASE_ATTEMPTS = 3
@@ -98,11 +116,23 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def chosen_text(view: TaskSetView, kind: AnswerKind, label: str | None) -> str:
-    """What the worker tapped, as the button said it."""
-    if kind != AnswerKind.LABEL:
-        return SKIPPED_TEXT[kind]
-    return next((lab.text for lab in view.labels if lab.value == label), label or "")
+def chosen_text(
+    view: TaskSetView,
+    kind: AnswerKind,
+    label: str | None,
+    text: str | None = None,
+    voice_seconds: int | None = None,
+) -> str:
+    """What the worker answered: the button's text, the typed text, or the voice note."""
+    match kind:
+        case AnswerKind.LABEL:
+            return next((lab.text for lab in view.labels if lab.value == label), label or "")
+        case AnswerKind.TEXT:
+            return text or ""
+        case AnswerKind.VOICE:
+            return f"voice note, {voice_seconds} s"
+        case _:
+            return SKIPPED_TEXT[kind]
 
 
 def judge_qualification(
@@ -290,6 +320,111 @@ class Labeling:
         now: datetime,
     ) -> AnswerOutcome:
         claim = await tx.first(self._claim, {"token": token})
+        return await self._answer_claim(tx, claim, worker_id, choice, message_id, None, now)
+
+    async def record_reply(
+        self, worker_id: int, reply_message_id: int, reply: Reply
+    ) -> ReplyOutcome:
+        """Store a worker's message as the typed or voice answer to their leased item, and lease
+        the next one, atomically (as a tap does).
+
+        Idempotent on (worker, message): a redelivered update stores nothing and never answers
+        the next item with it. A message that does not fit the set stores nothing either, and
+        the item stays leased.
+        """
+        return await self._driver.transaction(
+            self._record_reply, worker_id, reply_message_id, reply, self.clock()
+        )
+
+    async def _record_reply(
+        self, tx: Transaction, worker_id: int, reply_message_id: int, reply: Reply, now: datetime
+    ) -> ReplyOutcome:
+        key = {"worker": worker_id, "reply_message_id": reply_message_id}
+        earlier = await tx.first(REPLY_ANSWER, key)
+        if earlier is not None:
+            return await self._earlier_reply(tx, earlier, now)
+        lease = await tx.first(LATEST_ASSIGNMENT, {"worker": worker_id})
+        if lease is None:
+            return NoReplyWanted(None)
+        view, _policy = await self.catalog.get(tx, lease.taskset_id)
+        waiting = lease.state in (AssignmentState.LEASED, AssignmentState.EXPIRED)
+        if view.answer == "labels" or not waiting:
+            return NoReplyWanted(view)
+        problem = reply_problem(view, reply)
+        if problem is not None:
+            return ReplyUnfit(problem, view)
+        claim = await tx.first(self._claim, {"token": lease.token})
+        if not self._sqlite:
+            # Again under the lease's row lock: a delivery of the same message in another
+            # process may have committed since the first look, and leased the next item.
+            earlier = await tx.first(REPLY_ANSWER, key)
+            if earlier is not None:
+                return await self._earlier_reply(tx, earlier, now)
+        # The item's message stays noted on the answered lease (a tap notes the tapped one).
+        item_message_id = claim.message_id if claim is not None else None
+        return await self._answer_claim(
+            tx, claim, worker_id, reply, item_message_id, reply_message_id, now
+        )
+
+    async def _earlier_reply(self, tx: Transaction, earlier: Any, now: datetime) -> Rejected:
+        """The message was stored already: a redelivered update."""
+        view, _policy = await self.catalog.get(tx, earlier.taskset_id)
+        return Rejected(
+            Rejection.DUPLICATE,
+            chosen=chosen_text(view, earlier.kind, None, earlier.text, earlier.voice_seconds),
+            seconds_since_answer=(now - as_utc(earlier.created_at)).total_seconds(),
+        )
+
+    async def edit_reply(self, worker_id: int, reply_message_id: int, text: str) -> EditOutcome:
+        """The worker edited the message that carried their typed answer: within EDIT_WINDOW
+        the edit replaces the answer, unless a gold answer was judged already. A repeated edit
+        (a redelivered update) changes nothing and says so."""
+        return await self._driver.transaction(
+            self._edit_reply, worker_id, reply_message_id, text, self.clock()
+        )
+
+    async def _edit_reply(
+        self, tx: Transaction, worker_id: int, reply_message_id: int, text: str, now: datetime
+    ) -> EditOutcome:
+        answer = await tx.first(
+            REPLY_ANSWER, {"worker": worker_id, "reply_message_id": reply_message_id}
+        )
+        if answer is None or answer.kind != AnswerKind.TEXT:
+            return EditRefusal.NOT_AN_ANSWER
+        if answer.text == text.strip():
+            return EditRefusal.UNCHANGED
+        if answer.is_gold:  # the worker has seen the expected text since
+            return EditRefusal.CHECKED
+        if now - as_utc(answer.created_at) > EDIT_WINDOW:
+            return EditRefusal.TOO_LATE
+        view, _policy = await self.catalog.get(tx, answer.taskset_id)
+        problem = reply_problem(view, Reply(text=text))
+        if problem is not None:
+            return ReplyUnfit(problem, view)
+        await tx.run(EDIT_ANSWER, {"answer_id": answer.id, "text": text.strip(), "now": now})
+        return Edited(text.strip())
+
+    async def note_item_message(self, token: str, message_id: int) -> None:
+        """Remember the bot's message showing the leased item of a set answered by typing or
+        voice, so the answer, which comes as a message of the worker's, can take its buttons."""
+        await self._driver.transaction(self._note_item_message, token, message_id)
+
+    @staticmethod
+    async def _note_item_message(tx: Transaction, token: str, message_id: int) -> None:
+        await tx.run(NOTE_ITEM_MESSAGE, {"token": token, "message_id": message_id})
+
+    async def _answer_claim(
+        self,
+        tx: Transaction,
+        claim: Any,
+        worker_id: int,
+        choice: Choice,
+        message_id: int | None,
+        reply_message_id: int | None,
+        now: datetime,
+    ) -> AnswerOutcome:
+        """Store ``choice`` for the claimed lease (None: no lease has the token), close the
+        lease and lease the next item; or say why not."""
         if claim is None:
             return Rejected(Rejection.FORGED)
         if claim.worker_id != worker_id:
@@ -302,7 +437,13 @@ class Labeling:
                 return Rejected(Rejection.DUPLICATE, seconds_since_answer=0.0)
             return Rejected(
                 Rejection.DUPLICATE,
-                chosen=chosen_text(view, claim.answer_kind, claim.answer_label),
+                chosen=chosen_text(
+                    view,
+                    claim.answer_kind,
+                    claim.answer_label,
+                    claim.answer_text,
+                    claim.answer_voice_seconds,
+                ),
                 seconds_since_answer=(now - as_utc(claim.answered_at)).total_seconds(),
             )
         if isinstance(choice, int) and not 0 <= choice < len(view.labels):
@@ -320,14 +461,22 @@ class Labeling:
             await tx.run(REFUSE_LATE_ANSWER, {"assignment_id": claim.id})
             return Rejected(Rejection.EXPIRED)
 
-        if isinstance(choice, int):
+        label = text = voice = None
+        if isinstance(choice, Reply):
+            text = choice.text.strip() if choice.text is not None else None
+            voice = choice.voice
+            kind = AnswerKind.TEXT if text is not None else AnswerKind.VOICE
+        elif isinstance(choice, int):
             label, kind = view.labels[choice].value, AnswerKind.LABEL
         else:
-            label, kind = None, AnswerKind(choice)
-        chosen = chosen_text(view, kind, label)
-        counted = label is not None
+            kind = AnswerKind(choice)
+        chosen = chosen_text(view, kind, label, text, voice.seconds if voice else None)
+        counted = kind in COUNTED_KINDS
         graded = claim.is_gold and counted
-        correct = graded and label == claim.gold_label
+        if text is not None:
+            correct = graded and gold_text_matches(claim.gold_label, text, policy.gold_max_wer)
+        else:
+            correct = graded and label == claim.gold_label
         answer_id, standing = await self._write_answer(
             tx,
             {
@@ -338,6 +487,11 @@ class Labeling:
                 "taskset_id": claim.taskset_id,
                 "kind": kind,
                 "label": label,
+                "text": text,
+                "voice_file_id": voice.file_id if voice else None,
+                "voice_seconds": voice.seconds if voice else None,
+                "voice_bytes": voice.size if voice else None,
+                "reply_message_id": reply_message_id,
                 "seconds": max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
                 "created_at": now,
                 "added": int(counted),
@@ -353,7 +507,7 @@ class Labeling:
                 "min_all": MIN_CONTROL_ANSWERS,
             },
         )
-        if counted and not claim.is_gold and policy.overlap_confidence is not None:
+        if kind == AnswerKind.LABEL and not claim.is_gold and policy.overlap_confidence is not None:
             await self._update_confidence(tx, claim.item_id, view, policy)
         gold = None
         if graded:
@@ -382,7 +536,7 @@ class Labeling:
         following = await self._lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
         )
-        return Recorded(chosen, gold, change, following)
+        return Recorded(chosen, gold, change, following, claim.message_id)
 
     async def _write_answer(self, tx: Transaction, params: dict[str, Any]) -> tuple[int, Standing]:
         """Store the answer, close its lease, settle the item, credit the reward and count it

@@ -93,6 +93,11 @@ class AnswerKind(enum.StrEnum):
     VOICE = "voice"  # a voice note (answers.voice_file_id, voice_seconds, voice_bytes)
 
 
+# Answers that count toward an item's overlap and earn the reward (not Skip or Not sure).
+COUNTED_KINDS = (AnswerKind.LABEL, AnswerKind.TEXT, AnswerKind.VOICE)
+COUNTED_KINDS_SQL = "('label', 'text', 'voice')"
+
+
 class DisputeStatus(enum.StrEnum):
     OPEN = "open"
     ACCEPTED = "accepted"  # the gold label was corrected to the worker's answer

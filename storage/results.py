@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from storage.models import AnswerKind, MembershipStatus
+from tasksets.replies import ReplyProblem
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +88,12 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    chosen: str  # button text of the choice, or "Skipped" / "Not sure"
+    chosen: str  # button text of the choice, "Skipped" / "Not sure", or the typed or voice answer
     gold: GoldFeedback | None
     status_change: StatusChange | None
     next: NextItem
+    # A typed or voice answer: the bot's message of the answered item, whose buttons go.
+    item_message_id: int | None = None
 
 
 class Rejection(StrEnum):
@@ -110,6 +113,41 @@ class Rejected:
 
 
 AnswerOutcome = Recorded | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyUnfit:
+    """A message that cannot be the answer (empty, too long, a sticker...): nothing is stored
+    and the item stays leased to the worker."""
+
+    problem: ReplyProblem
+    taskset: TaskSetView
+
+
+@dataclass(frozen=True, slots=True)
+class NoReplyWanted:
+    """No item waits for a typed or voice answer: the set is answered with buttons (then
+    ``taskset`` says which), or the worker has no item, or it was answered already."""
+
+    taskset: TaskSetView | None
+
+
+ReplyOutcome = Recorded | Rejected | ReplyUnfit | NoReplyWanted
+
+
+class EditRefusal(StrEnum):
+    NOT_AN_ANSWER = "not_an_answer"  # the edited message carried no typed answer
+    UNCHANGED = "unchanged"  # the answer says this already (a repeated edit)
+    TOO_LATE = "too_late"  # past the edit window
+    CHECKED = "checked"  # a gold answer was judged (and the worker saw the expected text)
+
+
+@dataclass(frozen=True, slots=True)
+class Edited:
+    text: str  # the answer as it is now stored
+
+
+EditOutcome = Edited | EditRefusal | ReplyUnfit
 
 
 # ------------------------------------------------ reads for exports, scores and earnings

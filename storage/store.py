@@ -18,8 +18,9 @@ from storage.engine import session_factory
 from storage.labeling import Choice, Labeling
 from storage.ledger import Ledger, on_reinstated
 from storage.models import (
+    COUNTED_KINDS,
+    COUNTED_KINDS_SQL,
     Answer,
-    AnswerKind,
     Dispute,
     Item,
     LedgerEntry,
@@ -34,7 +35,9 @@ from storage.privacy import Privacy
 from storage.results import (
     AnswerOutcome,
     Earnings,
+    EditOutcome,
     NextItem,
+    ReplyOutcome,
     StoredAnswer,
     StoredItem,
     TaskSetProgress,
@@ -47,6 +50,7 @@ from storage.statements.ledger import LEDGER_CHECKS
 from storage.statements.shapes import read_row
 from storage.statements.tallies import TALLY_CHECKS
 from tasksets.quality import smoothed_accuracy
+from tasksets.replies import Reply
 from tasksets.spec import TaskSetSpec
 
 DEFAULT_LEASE = timedelta(minutes=10)
@@ -58,7 +62,7 @@ CONSISTENCY_CHECKS = {
     ),
     "items whose answer_count differs from their answers": (
         "SELECT count(*) FROM items i WHERE i.answer_count <> "
-        "(SELECT count(*) FROM answers a WHERE a.item_id = i.id AND a.kind = 'label')"
+        f"(SELECT count(*) FROM answers a WHERE a.item_id = i.id AND a.kind IN {COUNTED_KINDS_SQL})"
     ),
     "items whose in_flight differs from their live leases": (
         "SELECT count(*) FROM items i WHERE NOT i.is_gold AND i.in_flight <> "
@@ -68,10 +72,10 @@ CONSISTENCY_CHECKS = {
         "SELECT count(*) FROM assignments s WHERE (s.state = 'answered') <> "
         "EXISTS (SELECT 1 FROM answers a WHERE a.assignment_id = s.id)"
     ),
-    "ledger sum minus the rewards of labeled answers": (
+    "ledger sum minus the rewards of counted answers": (
         "SELECT (SELECT coalesce(sum(amount_minor), 0) FROM ledger_entries WHERE kind = 'reward')"
         " - (SELECT coalesce(sum(t.reward_minor), 0) FROM answers a "
-        "JOIN tasksets t ON t.id = a.taskset_id WHERE a.kind = 'label')"
+        f"JOIN tasksets t ON t.id = a.taskset_id WHERE a.kind IN {COUNTED_KINDS_SQL})"
     ),
     **LEDGER_CHECKS,
     **TALLY_CHECKS,
@@ -234,9 +238,9 @@ class LabelStore:
             answer_stats = (
                 select(
                     Answer.taskset_id,
-                    func.count().filter(Answer.kind == AnswerKind.LABEL).label("answers"),
+                    func.count().filter(Answer.kind.in_(COUNTED_KINDS)).label("answers"),
                     func.count()
-                    .filter(Item.is_gold.is_(True), Answer.kind == AnswerKind.LABEL)
+                    .filter(Item.is_gold.is_(True), Answer.kind.in_(COUNTED_KINDS))
                     .label("gold_answers"),
                     func.count()
                     .filter(Item.is_gold.is_(True), Answer.label == Item.gold_label)
@@ -414,6 +418,17 @@ class LabelStore:
         self, token: str, worker_id: int, choice: Choice, *, message_id: int | None = None
     ) -> AnswerOutcome:
         return await self.labeling.record_answer(token, worker_id, choice, message_id=message_id)
+
+    async def record_reply(
+        self, worker_id: int, reply_message_id: int, reply: Reply
+    ) -> ReplyOutcome:
+        return await self.labeling.record_reply(worker_id, reply_message_id, reply)
+
+    async def edit_reply(self, worker_id: int, reply_message_id: int, text: str) -> EditOutcome:
+        return await self.labeling.edit_reply(worker_id, reply_message_id, text)
+
+    async def note_item_message(self, token: str, message_id: int) -> None:
+        await self.labeling.note_item_message(token, message_id)
 
     async def expire_leases(self) -> int:
         return await self.labeling.expire_leases()

@@ -564,3 +564,58 @@ async def test_wait_idle_waits_until_the_webhook_answers(telegram: FakeTelegram,
         answer.set()
         assert not done, "idle while the webhook has not answered"
         await idle
+
+
+async def test_users_voice_photo_sticker_and_edit_reach_the_bot(
+    telegram: FakeTelegram, transport: TransportKind
+) -> None:
+    """A voice note (downloadable by its file_id), a photo, a sticker and an edited text arrive
+    as PTB parses them."""
+    seen: list[str] = []
+
+    async def describe(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        assert message is not None
+        if message.voice is not None:
+            file = await context.bot.get_file(message.voice.file_id)
+            content = bytes(await file.download_as_bytearray())
+            seen.append(f"voice {message.voice.duration}s {message.voice.mime_type} {content!r}")
+        elif message.photo:
+            seen.append(f"photo {message.caption}")
+        elif message.sticker is not None:
+            seen.append(f"sticker {message.sticker.emoji}")
+        elif update.edited_message is not None:
+            assert message.edit_date is not None
+            seen.append(f"edited {message.message_id} {message.text}")
+        else:
+            seen.append(f"text {message.message_id} {message.text}")
+
+    application = build_application(telegram, transport)
+    application.add_handler(MessageHandler(filters.ALL, describe), group=1)
+    ann = telegram.user(USER_ID)
+    async with application:
+        await application.start()
+        assert application.updater is not None
+        await application.updater.start_polling(poll_interval=0)
+        await ann.send_voice(4, b"OggS 4 seconds")
+        await ann.send_photo(b"\xff\xd8 jpeg", caption="look")
+        await ann.send_sticker("🙂")
+        await ann.send_text("helo")
+        typo = ann.sent[-1]["message_id"]
+        edit = await ann.edit_text(typo, "hello")
+        telegram.redeliver(edit)
+        await settled(application, telegram)  # type: ignore[arg-type]
+        await application.updater.stop()
+        await application.stop()
+
+    assert seen == [
+        "voice 4s audio/ogg b'OggS 4 seconds'",
+        "photo look",
+        "sticker 🙂",
+        f"text {typo} helo",
+        f"edited {typo} hello",
+        f"edited {typo} hello",
+    ]
+    assert ann.sent[-1]["text"] == "hello" and "edit_date" in ann.sent[-1]
+    with pytest.raises(LookupError):
+        await ann.edit_text(ann.last["message_id"], "a bot message is not mine to edit")

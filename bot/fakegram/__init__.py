@@ -3,17 +3,22 @@
 ``FakeTelegram`` serves ``/bot<token>/<method>`` and ``/file/bot<token>/<file_path>`` on
 127.0.0.1 and answers with Telegram's JSON and error texts, so a real ``telegram.ext.Application``
 (or ``labelbot run`` in another process) runs against it unchanged. ``FakeUser`` plays a person
-in a private chat: sends text and documents, taps inline buttons, waits for the replies.
+in a private chat: sends text, voice notes, photos, stickers and documents, edits their text,
+taps inline buttons, waits for the replies.
 
 What it emulates:
 
 - updates: ids, getUpdates with offset confirmation, long polls, ``allowed_updates``, the 409
   of a second poller, webhooks with the secret header and retries, re-sent updates;
-- private chats: sendMessage, sendPhoto/Audio/Video/Document, editMessageText/Caption/ReplyMarkup,
+- private chats: sendMessage, sendPhoto/Audio/Video/Voice/Document,
+  editMessageText/Caption/ReplyMarkup,
   deleteMessage, answerCallbackQuery (once per query), sendChatAction, set/getMyCommands, getMe;
 - rendering: HTML parse mode and bot commands become entities with UTF-16 offsets; only inline
   keyboards are kept on a message, with Telegram's limits on callback data;
-- files: uploads, file_ids and URLs in send* calls, users' documents, getFile and downloads;
+- files: uploads, file_ids and URLs in send* calls, users' documents, photos and voice notes,
+  getFile and downloads;
+- users' messages: text (commands get entities), documents, photos, stickers, voice notes, and
+  edits of their text (``edited_message`` with ``edit_date``);
 - Telegram's errors (400 "message is not modified", 403 for a user who blocked the bot, 409, 429
   with retry_after) and faults injected per method and chat or at random.
 

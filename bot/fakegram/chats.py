@@ -29,7 +29,9 @@ _CHAT_ACTIONS = frozenset(
         "upload_video_note",
     ]
 )
-_MEDIA_FIELDS = ("photo", "audio", "video", "document")
+_MEDIA_FIELDS = ("photo", "audio", "video", "voice", "document")
+# What editMessageMedia may put in a message (there is no InputMediaVoice).
+_INPUT_MEDIA = ("photo", "audio", "video", "document")
 _COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
 
 
@@ -100,6 +102,7 @@ class Chats:
             "sendPhoto": self._media_sender("photo"),
             "sendAudio": self._media_sender("audio"),
             "sendVideo": self._media_sender("video"),
+            "sendVoice": self._media_sender("voice"),
             "sendDocument": self._media_sender("document"),
             "editMessageText": self._edit_message_text,
             "editMessageCaption": self._edit_message_caption,
@@ -220,7 +223,7 @@ class Chats:
         if not any(kind in message for kind in _MEDIA_FIELDS):
             raise bad_request("there is no media in the message to edit")
         media = params.get("media")
-        if not isinstance(media, dict) or media.get("type") not in _MEDIA_FIELDS:
+        if not isinstance(media, dict) or media.get("type") not in _INPUT_MEDIA:
             raise bad_request("can't parse InputMedia")
         kind = media["type"]
         stored = self._files.resolve({**params, kind: media.get("media")}, kind)

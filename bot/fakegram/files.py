@@ -36,7 +36,7 @@ class StoredFile:
         }
 
     def media(self, kind: str, params: JSONDict) -> Any:
-        """The photo sizes / audio / video / document object a message carries.
+        """The photo sizes / audio / video / voice / document object a message carries.
 
         Media are not decoded: photo and video dimensions come from the call or default.
         """
@@ -47,6 +47,12 @@ class StoredFile:
         }
         if kind == "photo":
             return [{**common, "width": 1280, "height": 960}]
+        if kind == "voice":  # a voice note has no file name
+            return {
+                **common,
+                "duration": int(params.get("duration", 0)),
+                "mime_type": self.mime_type,
+            }
         described = {**common, "file_name": self.file_name, "mime_type": self.mime_type}
         if kind == "document":
             return described

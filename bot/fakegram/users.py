@@ -1,8 +1,9 @@
-"""A person in a private chat with the bot: sends text and documents, taps inline buttons, and
-waits for what the bot writes back."""
+"""A person in a private chat with the bot: sends text, voice notes, photos, stickers and
+documents, edits their text, taps inline buttons, and waits for what the bot writes back."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 
@@ -69,6 +70,13 @@ class FakeUser:
     def messages(self) -> list[JSONDict]:
         """The bot's messages in this chat in order, as they look now (edits applied)."""
         return [message for message in self._chat.messages.values() if message["from"]["is_bot"]]
+
+    @property
+    def sent(self) -> list[JSONDict]:
+        """The person's own messages in this chat in order, as they look now (edits applied)."""
+        return [
+            message for message in self._chat.messages.values() if not message["from"]["is_bot"]
+        ]
 
     @property
     def last(self) -> JSONDict:
@@ -148,6 +156,60 @@ class FakeUser:
         message = self._user_message(content_fields, "caption_entities", caption or "")
         return self._updates.push({"message": message})
 
+    async def send_voice(
+        self,
+        duration: int,
+        content: bytes = b"OggS voice",
+        *,
+        mime_type: str = "audio/ogg",
+        reply_to: JSONDict | None = None,
+    ) -> int:
+        """Record and send a voice note of ``duration`` seconds; the bot can getFile and
+        download ``content`` by its file_id. Returns the update_id."""
+        stored = self._files.add(content, "voice.oga", mime_type, "voice")
+        fields: JSONDict = {"voice": stored.media("voice", {"duration": duration})}
+        if reply_to is not None:
+            fields["reply_to_message"] = reply_to
+        return self._updates.push({"message": self._user_message(fields, "entities", "")})
+
+    async def send_photo(self, content: bytes, *, caption: str | None = None) -> int:
+        """Send a picture (Telegram hands the bot its sizes). Returns the update_id."""
+        stored = self._files.add(content, "photo.jpg", "image/jpeg", "photos")
+        fields: JSONDict = {"photo": stored.media("photo", {})}
+        if caption is not None:
+            fields["caption"] = caption
+        message = self._user_message(fields, "caption_entities", caption or "")
+        return self._updates.push({"message": message})
+
+    async def send_sticker(self, emoji: str = "👍") -> int:
+        """Send a static sticker. Returns the update_id."""
+        sticker: JSONDict = {
+            "file_id": f"CAACAgIAAxkBAAI{secrets.token_urlsafe(24)}",
+            "file_unique_id": f"AgAD{secrets.token_urlsafe(9)}",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": emoji,
+        }
+        return self._updates.push({"message": self._user_message({"sticker": sticker}, "", "")})
+
+    async def edit_text(self, message_id: int, text: str) -> int:
+        """Edit one of the person's own text messages, as a long press and Edit does: the bot
+        gets an ``edited_message`` update with ``edit_date``. Returns the update_id."""
+        original = self._chat.messages.get(message_id)
+        if original is None or original["from"]["is_bot"] or "text" not in original:
+            raise LookupError(f"user {self.id} has no text message {message_id} to edit")
+        edited = {key: value for key, value in original.items() if key not in ("text", "entities")}
+        edited["text"] = text
+        entities = rendering.command_entities(text)
+        if entities:
+            edited["entities"] = entities
+        edited["edit_date"] = max(int(time.time()), int(original["date"]))
+        self._chat.store(edited)
+        return self._updates.push({"edited_message": edited})
+
     async def press(self, button_text: str, *, message_id: int | None = None) -> int:
         """Tap the inline button with this text on the newest bot message that has it (or on
         ``message_id``). Returns the update_id; LookupError names the buttons there are."""
@@ -172,7 +234,7 @@ class FakeUser:
     def _user_message(self, content: JSONDict, entities_field: str, text: str) -> JSONDict:
         message = rendering.message(self._chat.take_message_id(), self.sender, self.chat, content)
         entities = rendering.command_entities(text)
-        if entities:
+        if entities and entities_field:
             message[entities_field] = entities
         self._chat.store(message)
         return message

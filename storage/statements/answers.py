@@ -51,12 +51,15 @@ def claim_query(*, lock: bool) -> Any:
             Assignment.taskset_id,
             Assignment.state,
             Assignment.served_at,
+            Assignment.message_id,
             Item.is_gold,
             Item.gold_label,
             Item.explanation,
             TaskSet.status.label("taskset_status"),
             Answer.kind.label("answer_kind"),
             Answer.label.label("answer_label"),
+            Answer.text.label("answer_text"),
+            Answer.voice_seconds.label("answer_voice_seconds"),
             Answer.created_at.label("answered_at"),
         )
         .join(Item, Item.id == Assignment.item_id)
@@ -92,6 +95,11 @@ INSERT_ANSWER = insert_values(
     "taskset_id",
     "kind",
     "label",
+    "text",
+    "voice_file_id",
+    "voice_seconds",
+    "voice_bytes",
+    "reply_message_id",
     "seconds",
     "created_at",
 ).returning(Answer.id)

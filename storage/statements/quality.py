@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, Update, and_, bindparam, case, func, select, update
+from sqlalchemy import Integer, Update, and_, bindparam, case, func, or_, select, update
 
-from storage.models import Answer, AnswerKind, Item, Membership
+from storage.models import COUNTED_KINDS, Answer, AnswerKind, Item, Membership
 
 # The crowd's label mix is read from this many of the set's latest answers.
 CROWD_SAMPLE = 1000
@@ -76,7 +76,8 @@ REPLACE_ANSWERS_OF = (
             select(Answer.item_id).where(
                 Answer.worker_id == bindparam("worker"),
                 Answer.taskset_id == bindparam("taskset"),
-                Answer.kind == AnswerKind.LABEL,
+                # Not IN: the hot path's driver binds no expanding (list) parameters.
+                or_(*(Answer.kind == kind for kind in COUNTED_KINDS)),
             )
         ),
         Item.is_gold.is_(False),

@@ -38,7 +38,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as upsert
 
-from storage.models import LedgerTotal, Membership, MembershipStatus, RankBucket, Tally
+from storage.models import (
+    COUNTED_KINDS_SQL,
+    LedgerTotal,
+    Membership,
+    MembershipStatus,
+    RankBucket,
+    Tally,
+)
 from storage.statements.build import typed_bind
 from tasksets.quality import PRIOR_CORRECT, PRIOR_WRONG
 from tasksets.standing import EPOCH, PPM, Period
@@ -221,16 +228,19 @@ def regrade_statement() -> Update:
 REGRADE_TALLY = regrade_statement()
 
 TALLY_CHECKS = {
-    "tallies of a set (all time) that differ from the worker's labeled answers there": (
+    "tallies of a set (all time) that differ from the worker's counted answers there": (
         "SELECT count(*) FROM (SELECT a.worker_id, a.taskset_id AS scope, count(*) AS n, "
         "sum(CASE WHEN i.is_gold THEN 1 ELSE 0 END) AS g, "
-        "sum(CASE WHEN i.is_gold AND a.label = i.gold_label THEN 1 ELSE 0 END) AS c "
-        "FROM answers a JOIN items i ON i.id = a.item_id WHERE a.kind = 'label' "
+        "sum(CASE WHEN i.is_gold AND a.label = i.gold_label THEN 1 ELSE 0 END) AS c, "
+        # A typed gold answer is judged by its word error rate, which SQL does not recount.
+        "min(CASE WHEN i.is_gold AND a.kind = 'text' THEN 0 ELSE 1 END) AS recountable "
+        f"FROM answers a JOIN items i ON i.id = a.item_id WHERE a.kind IN {COUNTED_KINDS_SQL} "
         "GROUP BY a.worker_id, a.taskset_id) c FULL OUTER JOIN "
         "(SELECT worker_id, scope, answers, gold_answers, gold_correct FROM tallies "
         "WHERE period = 'a' AND scope <> 0) t ON t.worker_id = c.worker_id AND t.scope = c.scope "
         "WHERE coalesce(c.n, 0) <> coalesce(t.answers, 0) OR coalesce(c.g, 0) <> "
-        "coalesce(t.gold_answers, 0) OR coalesce(c.c, 0) <> coalesce(t.gold_correct, 0)"
+        "coalesce(t.gold_answers, 0) OR (coalesce(c.recountable, 1) = 1 AND "
+        "coalesce(c.c, 0) <> coalesce(t.gold_correct, 0))"
     ),
     "tallies of all sets that differ from the sum of the sets": (
         "SELECT count(*) FROM (SELECT worker_id, sum(answers) AS n, sum(gold_answers) AS g, "
