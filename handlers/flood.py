@@ -6,8 +6,10 @@ updates. Each user has a bucket of ``BURST`` tokens that refills at ``rate`` tok
 update that finds no token is dropped in a handler group that runs before all others, so it
 never reaches the database. A dropped tap on a button always gets its callback answered (the
 phone stops spinning) with a "slow down" alert; nothing was stored, so the item keeps its buttons
-and the next tap counts. Other dropped updates go unanswered, except that the first drop in
-``NOTICE_SECONDS`` gets one "slow down" message (unless that drop was a tap: its alert said it).
+and the next tap counts. Other dropped updates go unanswered, except that the first of them in
+``NOTICE_SECONDS`` gets one "slow down" message, which says that nothing in them was saved: a
+typed or voice answer dropped in a flood is never dropped silently (dropped taps, told by their
+alerts, do not use up that notice), and the item keeps waiting for it.
 
 The buckets live in the process: with several processes each keeps its own.
 """
@@ -87,8 +89,9 @@ class FloodLimiter:
         """How many users the limiter remembers."""
         return len(self._buckets)
 
-    def hit(self, user_id: int) -> Verdict:
-        """Count one update of ``user_id`` and say whether it may pass."""
+    def hit(self, user_id: int, *, notice: bool = True) -> Verdict:
+        """Count one update of ``user_id`` and say whether it may pass. A dropped update with
+        ``notice`` False (a tap, which its alert answers) never takes the notice."""
         now = self._clock()
         self._forget_idle(now)
         bucket = self._buckets.get(user_id)
@@ -104,7 +107,7 @@ class FloodLimiter:
             bucket.tokens -= 1
             return Verdict.PASS
         bucket.tokens = 0.0
-        if now - bucket.told < self.notice_seconds:
+        if not notice or now - bucket.told < self.notice_seconds:
             return Verdict.DROP
         bucket.told = now
         return Verdict.DROP_AND_TELL
@@ -128,7 +131,7 @@ class FloodGuard:
         # Coordinators are trusted, and their uploads come several files at once.
         if user is None or user.id in context.bot_data.coordinators:
             return
-        verdict = self.limiter.hit(user.id)
+        verdict = self.limiter.hit(user.id, notice=update.callback_query is None)
         if verdict is Verdict.PASS:
             return
         chat = update.effective_chat

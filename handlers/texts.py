@@ -67,7 +67,10 @@ ALERTS = {
     Rejection.EXPIRED: "This item timed out and went to someone else. Here is a fresh one.",
 }
 DISPUTE_RECORDED = "Thanks – a coordinator will review this control question."
-SLOW_DOWN = "Slow down a little, please: I skipped your last few messages."
+SLOW_DOWN = (
+    "Slow down a little, please: I skipped your last few messages, and nothing in them was "
+    "saved. Send your answer again in a moment."
+)
 SLOW_DOWN_ALERT = "Slow down a little, please – tap again in a moment."
 
 

@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 
 from bot.app import LabelBotApp
 from bot.fakegram import FakeTelegram, FakeUser, JSONDict
+from handlers import texts
+from handlers.flood import BURST
 from storage.models import Answer, AnswerKind, Assignment, AssignmentState, LedgerEntry
 from tasksets.spec import TaskSetSpec
 from tests.conftest import Clock
@@ -317,3 +319,27 @@ async def test_typed_message_in_a_labels_set_points_to_the_buttons(
     assert "answer with the buttons" in (await ann.wait_for("buttons under"))["text"]
     await settled(bot, telegram)
     assert await answers_in_db(bot) == 0
+
+
+async def test_a_typed_answer_dropped_in_a_flood_is_told_and_counts_when_sent_again(
+    bot: LabelBotApp, telegram: FakeTelegram, clock: Clock
+) -> None:
+    ann, _first = await joined(bot, telegram, reply_spec(), 111)
+    await settled(bot, telegram)
+    clock.advance(minutes=1)
+    clock.step = timedelta(0)  # a flood: everything in one instant
+    for _ in range(BURST):
+        await ann.send_text("/help")
+    for _ in range(3):  # dropped taps get their alerts, and leave the notice for messages
+        await ann.press("Not sure")
+    await ann.send_text("the cat sat on the mat")
+    await ann.wait_for(texts.SLOW_DOWN)
+    await settled(bot, telegram)
+    assert await answers_in_db(bot) == 0 and len(await leased_tokens(bot)) == 1
+
+    clock.advance(seconds=1)  # a moment's pause
+    await ann.send_text("the cat sat on the mat")
+    await ann.wait_for("Item 2")
+    await settled(bot, telegram)
+    [answer] = await stored_answers(bot)
+    assert (answer.kind, answer.text) == (AnswerKind.TEXT, "the cat sat on the mat")

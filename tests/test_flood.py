@@ -61,6 +61,17 @@ def test_a_burst_passes_then_the_surplus_is_dropped_and_told_once() -> None:
     assert verdicts[BURST:] == [Verdict.DROP_AND_TELL] + [Verdict.DROP] * 9
 
 
+def test_dropped_taps_leave_the_notice_for_the_first_dropped_message() -> None:
+    clock = FakeClock()
+    limiter = limiter_on(clock)
+    [limiter.hit(1) for _ in range(BURST)]
+
+    taps = [limiter.hit(1, notice=False) for _ in range(5)]
+
+    assert taps == [Verdict.DROP] * 5
+    assert [limiter.hit(1), limiter.hit(1)] == [Verdict.DROP_AND_TELL, Verdict.DROP]
+
+
 def test_honest_labeling_at_two_taps_a_second_is_never_dropped() -> None:
     clock = FakeClock()
     limiter = limiter_on(clock)
