@@ -116,7 +116,8 @@ async def send_item(
 
 async def note_item_message(context: Context, served: ServedItem, message_id: int) -> None:
     """An item answered by typing or voice: its answer comes as the worker's own message, so
-    the store keeps which message to take the buttons off then."""
+    the store keeps which message to take the buttons off then. (An answer faster than this
+    write leaves them on; a tap there gets "Already recorded".)"""
     if served.taskset.answer != "labels":
         await context.bot_data.store.note_item_message(served.token, message_id)
 

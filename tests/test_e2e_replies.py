@@ -92,8 +92,10 @@ async def test_typed_answers_are_stored_and_the_next_item_follows(
     assert buttons(first) == ["Skip", "Not sure"]
     assert "How to answer: ✍ Reply with text" in ann.messages[0]["text"]
 
+    await settled(bot, telegram)  # a person reads the item before answering
     await ann.send_text("  the cat sat on the mat ")
     second = await ann.wait_for("Item 2")
+    await settled(bot, telegram)
     await ann.send_text("a bird in the hand")
     await ann.wait_for("Item 3")
     await ann.press("Skip")
@@ -304,6 +306,7 @@ async def test_gold_text_is_judged_by_word_error_rate_and_feedback_shows_it(
         s.worker_id: (s.gold_correct, s.gold_answers) for s in await store_of(bot).worker_scores(1)
     }
     assert scores == {108: (2, 2), 109: (0, 1)}
+    await no_violations(bot)
 
 
 async def test_typed_message_in_a_labels_set_points_to_the_buttons(
