@@ -42,7 +42,7 @@ _WRITE_ROWS = 1 << 16
 # Cells that csv.writer (excel dialect, "\r\n" line ends) puts in quotes.
 _NEEDS_QUOTES = re.compile('[,"\r\n]')
 # Bytes of a block's fixed-width table of one column (rows x longest field): past this, fields
-# thousands of characters long, the block goes to the csv module rather than use the memory.
+# thousands of characters long, the column is decoded field by field rather than use the memory.
 _MAX_TABLE_BYTES = 1 << 25
 # What str.strip removes besides line ends: ASCII spaces, stripped in numpy, and the others.
 _ASCII_SPACES = " \t\x0b\x0c\x1c\x1d\x1e\x1f"
@@ -301,8 +301,6 @@ def _plain_block(text: str, width: int, line_limit: int, first_line: int) -> _Bl
         text = text.replace("\r\n", "\n")
         if "\r" in text:
             return None
-    if not text.isascii() and any(space in text for space in _UNICODE_SPACES):
-        return None  # fields may need a strip that only the str methods know
     body = text.removesuffix("\n")
     raw = np.frombuffer(body.encode(), dtype=np.uint8)
     # The separators must read ",,\n,,\n...,," (each line holds its fields) and no field may
@@ -316,17 +314,21 @@ def _plain_block(text: str, width: int, line_limit: int, first_line: int) -> _Bl
     stops = np.append(ends, raw.size)
     if (stops - starts).max() > line_limit:
         return None
+    lines = range(first_line, first_line + rows)
+    if not body.isascii() and any(space in body for space in _UNICODE_SPACES):
+        # Only the str methods know every space to strip: this block is split by them.
+        fields = list(map(str.strip, body.replace("\n", ",").split(",")))
+        if "" in fields:
+            return None
+        return _Block(lines, [_column(fields[column::width]) for column in range(width)])
     if any(space in body for space in _ASCII_SPACES):
         starts, stops = _stripped(raw, starts, stops)
     if (stops == starts).any():
         return None  # a blank row or an empty field: the csv path skips it or names its line
-    columns = []
-    for column in range(width):
-        coded = _coded_column(raw, starts[column::width], stops[column::width])
-        if coded is None:
-            return None
-        columns.append(coded)
-    return _Block(range(first_line, first_line + rows), columns)
+    columns = [
+        _coded_column(raw, starts[column::width], stops[column::width]) for column in range(width)
+    ]
+    return _Block(lines, columns)
 
 
 def _stripped(raw: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -342,35 +344,37 @@ def _stripped(raw: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tuple[n
     return starts, np.maximum(last_solid[stops], starts)
 
 
-def _coded_column(raw: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> _Column | None:
-    """The fields ``raw[starts:stops]`` coded by their bytes; None if the table is too big.
+def _coded_column(raw: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> _Column:
+    """The fields ``raw[starts:stops]`` coded by their bytes.
 
     Each field becomes a row of a zero-padded table (a plain block holds no NUL, so padding
     cannot make two fields equal), its 8-byte words folded into one key by a polynomial hash;
-    the keys are sorted once. Every row is then checked against its value's first row, so a
-    hash collision (never seen in practice) gives None and the block goes to the csv module.
+    the keys are sorted once. Every row is then checked against its value's first row: on a
+    hash collision (never seen in practice), as for a table too big, the fields are decoded
+    one by one instead.
     """
     lengths = stops - starts
     width = -(-int(lengths.max()) // 8) * 8
-    if width * starts.size > _MAX_TABLE_BYTES:
-        return None
-    padded = np.concatenate((raw, np.zeros(width, dtype=np.uint8)))
-    table = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
-    table *= np.arange(width) < lengths[:, None]  # zero the bytes past each field
-    words = table.view(np.uint64)
-    keys = words[:, 0].copy()
-    for column in range(1, words.shape[1]):
-        keys *= _HASH_MULTIPLIER
-        keys += words[:, column]
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    if words.shape[1] > 1 and not np.array_equal(words, words[first[inverse]]):
-        return None
-    # Values numbered in order of first appearance, as the csv path numbers them.
-    appearance = np.argsort(first)
-    number = np.empty(first.size, dtype=np.int32)
-    number[appearance] = np.arange(first.size)
-    values = table[first[appearance]].view(f"S{width}").ravel().tolist()
-    return _Column(list(map(bytes.decode, values)), number[inverse])
+    if width * starts.size <= _MAX_TABLE_BYTES:
+        padded = np.concatenate((raw, np.zeros(width, dtype=np.uint8)))
+        table = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
+        table *= np.arange(width) < lengths[:, None]  # zero the bytes past each field
+        words = table.view(np.uint64)
+        keys = words[:, 0].copy()
+        for column in range(1, words.shape[1]):
+            keys *= _HASH_MULTIPLIER
+            keys += words[:, column]
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        if words.shape[1] == 1 or np.array_equal(words, words[first[inverse]]):
+            # Values numbered in order of first appearance, as the csv path numbers them.
+            appearance = np.argsort(first)
+            number = np.empty(first.size, dtype=np.int32)
+            number[appearance] = np.arange(first.size)
+            values = table[first[appearance]].view(f"S{width}").ravel().tolist()
+            return _Column(list(map(bytes.decode, values)), number[inverse])
+    data = raw.tobytes()
+    bounds = zip(starts.tolist(), stops.tolist(), strict=True)
+    return _column([data[start:stop].decode() for start, stop in bounds])
 
 
 def _column(fields: list[str]) -> _Column:

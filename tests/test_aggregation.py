@@ -381,7 +381,7 @@ def decoded(coded_answers: CodedAnswers) -> list[list[str]]:
     [("_HASH_MULTIPLIER", np.uint64(0)), ("_MAX_TABLE_BYTES", 8)],
     ids=["hash-collisions", "table-too-big"],
 )
-def test_names_that_the_byte_coder_cannot_tell_apart_are_read_by_the_csv_module(
+def test_names_whose_byte_keys_collide_or_overflow_the_table_are_still_told_apart(
     setting: str, value: object, monkeypatch: pytest.MonkeyPatch
 ):
     # With a zero multiplier the key of a 16-byte name is its second word only: these two
