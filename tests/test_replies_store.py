@@ -1,0 +1,63 @@
+"""Typed answers at the storage level, on both databases: one message is one answer even when
+two processes take its redelivery at once; label rules leave text answers alone."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from sqlalchemy import func, select
+
+from storage.engine import create_engine
+from storage.models import Answer, MembershipStatus
+from storage.results import Recorded, Rejected, Rejection, ServedItem
+from storage.store import LabelStore
+from tasksets.replies import Reply
+from tests.conftest import Clock
+from tests.test_e2e_replies import reply_spec
+
+
+async def test_one_message_delivered_to_two_processes_at_once_is_one_answer(
+    db_url: str, clock: Clock
+) -> None:
+    first = LabelStore(create_engine(db_url), clock=clock, rng=random.Random(1))
+    second = LabelStore(create_engine(db_url), clock=clock, rng=random.Random(2))
+    try:
+        taskset_id = await first.load_taskset(reply_spec(items=4, overlap=1))
+        await first.join(7, "Ann", taskset_id=taskset_id)
+        served = await first.next_item_for(7)
+        assert isinstance(served, ServedItem)
+
+        for round_ in range(3):  # message ids 100, 101, 102: each taken by both at once
+            outcomes = await asyncio.gather(
+                first.record_reply(7, 100 + round_, Reply(text=f"answer {round_}")),
+                second.record_reply(7, 100 + round_, Reply(text=f"answer {round_}")),
+            )
+            recorded = [o for o in outcomes if isinstance(o, Recorded)]
+            repeated = [o for o in outcomes if isinstance(o, Rejected)]
+            assert len(recorded) == 1 and len(repeated) == 1
+            assert repeated[0].reason == Rejection.DUPLICATE
+
+        async with first.sessions() as session:
+            rows = (await session.execute(select(Answer.item_id, Answer.text))).all()
+            assert len(rows) == 3 and len({item for item, _ in rows}) == 3
+            assert await session.scalar(select(func.count()).select_from(Answer)) == 3
+        assert not any((await first.consistency_violations()).values())
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_same_text_every_time_is_no_dominant_label(store: LabelStore) -> None:
+    """The dominant-label rule reads labels; typed answers have none, so a worker who types the
+    same short answer to many items is judged by gold and speed only."""
+    taskset_id = await store.load_taskset(reply_spec(items=45, overlap=1))
+    await store.join(8, "Bo", taskset_id=taskset_id)
+    assert isinstance(await store.next_item_for(8), ServedItem)
+    for message_id in range(1, 41):
+        outcome = await store.record_reply(8, message_id, Reply(text="yes"))
+        assert isinstance(outcome, Recorded) and outcome.status_change is None
+    scores = await store.worker_scores(taskset_id)
+    assert [(s.worker_id, s.status, s.answers) for s in scores] == [
+        (8, MembershipStatus.ACTIVE, 40)
+    ]
