@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from statistics import median
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, cast, func, insert, select, text, update
+from sqlalchemy import BigInteger, and_, case, cast, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.broadcasts import BroadcastQueue
@@ -250,6 +250,19 @@ class LabelStore:
                 .group_by(Answer.taskset_id)
                 .subquery()
             )
+            # A typed gold answer was judged by its word error rate when it came, which SQL
+            # cannot redo: its sets count what the workers' standings counted then.
+            judged = (
+                select(
+                    Membership.taskset_id, func.sum(Membership.gold_correct).label("gold_correct")
+                )
+                .group_by(Membership.taskset_id)
+                .subquery()
+            )
+            gold_correct = case(
+                (TaskSet.answer == "labels", answer_stats.c.gold_correct),
+                else_=judged.c.gold_correct,
+            )
             rows = await session.execute(
                 select(
                     TaskSet.id.label("taskset_id"),
@@ -262,10 +275,11 @@ class LabelStore:
                     func.coalesce(item_stats.c.set_aside, 0).label("set_aside"),
                     func.coalesce(answer_stats.c.answers, 0).label("answers"),
                     func.coalesce(answer_stats.c.gold_answers, 0).label("gold_answers"),
-                    func.coalesce(answer_stats.c.gold_correct, 0).label("gold_correct"),
+                    func.coalesce(gold_correct, 0).label("gold_correct"),
                 )
                 .outerjoin(item_stats, item_stats.c.taskset_id == TaskSet.id)
                 .outerjoin(answer_stats, answer_stats.c.taskset_id == TaskSet.id)
+                .outerjoin(judged, judged.c.taskset_id == TaskSet.id)
                 .order_by(TaskSet.id)
             )
             return [read_row(TaskSetProgress, row) for row in rows]

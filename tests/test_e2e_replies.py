@@ -306,6 +306,8 @@ async def test_gold_text_is_judged_by_word_error_rate_and_feedback_shows_it(
         s.worker_id: (s.gold_correct, s.gold_answers) for s in await store_of(bot).worker_scores(1)
     }
     assert scores == {108: (2, 2), 109: (0, 1)}
+    [progress] = await store_of(bot).taskset_progress()
+    assert (progress.gold_answers, progress.gold_correct) == (3, 2)
     await no_violations(bot)
 
 
