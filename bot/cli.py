@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="results folder")
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--scenario",
+        choices=("labels", "transcription"),
+        default="labels",
+        help="labels: tweets labeled by tapping (default); transcription: clips typed out",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     load = commands.add_parser("load", help="validate and load a task set (JSON, JSONL or CSV)")
@@ -269,7 +275,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.verbose:  # the demo prints its own story; library chatter would drown it
         logging.getLogger().setLevel(logging.WARNING)
-    return run_demo(args.out, seed=args.seed, database_url=args.database_url)
+    return run_demo(
+        args.out, seed=args.seed, database_url=args.database_url, scenario=args.scenario
+    )
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:

@@ -249,14 +249,21 @@ async def crowd_labels(
     return timedelta(milliseconds=elapsed)
 
 
-def run_demo(out: Path, *, seed: int = 1, database_url: str | None = None) -> int:
+def run_demo(
+    out: Path, *, seed: int = 1, database_url: str | None = None, scenario: str = "labels"
+) -> int:
     """Run the experiment on ``database_url`` (by default a fresh SQLite file in ``out``) and
-    write the exports to ``out``; returns the exit code."""
+    write the exports to ``out``; returns the exit code. ``scenario`` "transcription" runs
+    the typed-answer experiment of ``bot/demo_transcription.py`` instead."""
     out.mkdir(parents=True, exist_ok=True)
     if database_url is None:
         for stale in out.glob("labelbot-demo.db*"):
             stale.unlink()
         database_url = f"sqlite+aiosqlite:///{out / 'labelbot-demo.db'}"
+    if scenario == "transcription":
+        from bot.demo_transcription import transcription_demo
+
+        return event_loop.run(transcription_demo(out, database_url, seed))
     return event_loop.run(demo(out, database_url, seed))
 
 
@@ -265,20 +272,9 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
     sample = load_sample()
     spec = sample.spec
     clock = SimulatedClock()
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    store = LabelStore(engine, clock=clock)
-    try:
-        # Worker ids and answers of an earlier run would change this one's numbers.
-        if await store.taskset_progress():
-            print(
-                "labelbot: the demo needs an empty database, and this one holds task sets",
-                file=sys.stderr,
-            )
-            return EXIT_NOT_EMPTY
-        taskset_id = await store.load_taskset(spec)
-    finally:
-        await store.close()
+    taskset_id = await load_into_empty(database_url, spec, clock)
+    if taskset_id is None:
+        return EXIT_NOT_EMPTY
 
     console.rule("[bold]labelbot demo")
     console.print(
@@ -291,19 +287,11 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
     console.print(f"Crowd of {len(CROWD)}: {describe_crowd()}.")
 
     async with FakeTelegram() as telegram:
-        # Every setting is given, so no LABELBOT_* variable or .env can change the experiment.
-        settings = Settings(
-            **{name: field.default for name, field in Settings.model_fields.items()}
-            | {
-                "bot_token": telegram.token,
-                "database_url": database_url,
-                "telegram_base_url": telegram.base_url,
-                "telegram_base_file_url": telegram.base_file_url,
-                "rate_limit": 0,
-            }
-        )
         application = build_application(
-            settings, migrate=False, clock=clock, rng=random.Random(seed)
+            demo_settings(telegram, database_url),
+            migrate=False,
+            clock=clock,
+            rng=random.Random(seed),
         )
         workers = [
             SimulatedWorker(telegram.user(FIRST_WORKER_ID + n, name), persona, sample, seed)
@@ -328,6 +316,40 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
             services: Services = application.bot_data
             await report(console, services.store, taskset_id, sample, seed, out)
     return 0
+
+
+async def load_into_empty(
+    database_url: str, spec: TaskSetSpec, clock: SimulatedClock
+) -> int | None:
+    """Migrate the database and load the demo's set; None (and a message) when the database
+    holds task sets: worker ids and answers of an earlier run would change this one's numbers."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    store = LabelStore(engine, clock=clock)
+    try:
+        if await store.taskset_progress():
+            print(
+                "labelbot: the demo needs an empty database, and this one holds task sets",
+                file=sys.stderr,
+            )
+            return None
+        return await store.load_taskset(spec)
+    finally:
+        await store.close()
+
+
+def demo_settings(telegram: FakeTelegram, database_url: str) -> Settings:
+    """Every setting is given, so no LABELBOT_* variable or .env can change the experiment."""
+    return Settings(
+        **{name: field.default for name, field in Settings.model_fields.items()}
+        | {
+            "bot_token": telegram.token,
+            "database_url": database_url,
+            "telegram_base_url": telegram.base_url,
+            "telegram_base_file_url": telegram.base_file_url,
+            "rate_limit": 0,
+        }
+    )
 
 
 def describe_crowd() -> str:

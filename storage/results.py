@@ -181,6 +181,7 @@ class StoredAnswer:
     seconds: float
     created_at: datetime
     membership: MembershipStatus
+    text: str | None = None  # a typed answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -472,6 +472,7 @@ class LabelStore:
                     Answer.seconds,
                     Answer.created_at,
                     Membership.status.label("membership"),
+                    Answer.text,
                 )
                 .join(Item, Item.id == Answer.item_id)
                 .join(
