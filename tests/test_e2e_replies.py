@@ -348,3 +348,26 @@ async def test_a_typed_answer_dropped_in_a_flood_is_told_and_counts_when_sent_ag
     await settled(bot, telegram)
     [answer] = await stored_answers(bot)
     assert (answer.kind, answer.text) == (AnswerKind.TEXT, "the cat sat on the mat")
+
+
+async def test_a_reply_after_the_item_went_to_someone_else_is_not_stored(
+    bot: LabelBotApp, telegram: FakeTelegram, clock: Clock
+) -> None:
+    ann, _first = await joined(bot, telegram, reply_spec(items=1), 112)
+    await settled(bot, telegram)
+    clock.advance(minutes=11)
+    assert await store_of(bot).expire_leases() == 1
+    bob = telegram.user(113, "Bob")
+    await bob.send_text("/start")
+    await bob.wait_for("Item 1")
+
+    await ann.send_text("the cat sat on the mat")
+    assert "timed out" in (await ann.wait_for("timed out"))["text"]
+    await ann.wait_for("All done")
+    await bob.send_text("the cat sat on the mat")
+    await bob.wait_for("All done")
+    await settled(bot, telegram)
+    assert [(a.worker_id, a.text) for a in await stored_answers(bot)] == [
+        (113, "the cat sat on the mat")
+    ]
+    await no_violations(bot)
