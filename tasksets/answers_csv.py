@@ -27,7 +27,7 @@ from typing import TextIO
 import numpy as np
 
 from tasksets.aggregation import Answers, Method, aggregate
-from tasksets.export import BYTE_ORDER_MARK, FORMULA_STARTS
+from tasksets.export import BYTE_ORDER_MARK, FORMULA_STARTS, safe_cell
 
 # Accepted header names per column, the usual name first.
 _ITEM_NAMES = ("item", "task")
@@ -201,7 +201,7 @@ def aggregate_csv(
 def _text_cells(cells: Sequence[str]) -> Sequence[str]:
     """Each cell as csv.writer writes ``safe_cell(cell)``; one pass in C when none needs it."""
     if any(map(str.startswith, cells, itertools.repeat(FORMULA_STARTS))):
-        cells = ["'" + cell if cell.startswith(FORMULA_STARTS) else cell for cell in cells]
+        cells = [str(safe_cell(cell)) for cell in cells]
     if any(map(_NEEDS_QUOTES.search, cells)):
         cells = [
             '"' + cell.replace('"', '""') + '"' if _NEEDS_QUOTES.search(cell) else cell

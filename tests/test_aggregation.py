@@ -275,6 +275,14 @@ def reference_rows(text: str) -> list[list[str]]:
     return rows[1:] if rows and rows[0] == ["item", "worker", "label"] else rows
 
 
+def decoded(coded_answers: CodedAnswers) -> list[list[str]]:
+    answers = coded_answers.answers
+    return [
+        [coded_answers.items[i], coded_answers.workers[w], coded_answers.labels[label]]
+        for i, w, label in zip(answers.items, answers.workers, answers.labels, strict=True)
+    ]
+
+
 @pytest.mark.parametrize("block_chars", [7, 64, 1 << 20])
 @pytest.mark.parametrize(
     "text",
@@ -295,12 +303,7 @@ def test_csv_reader_splits_rows_as_the_csv_module_in_blocks_of_any_size(
 
     coded_answers = read_answers(io.StringIO(text, newline=""))
 
-    answers = coded_answers.answers
-    decoded = [
-        [coded_answers.items[i], coded_answers.workers[w], coded_answers.labels[label]]
-        for i, w, label in zip(answers.items, answers.workers, answers.labels, strict=True)
-    ]
-    assert decoded == rows
+    assert decoded(coded_answers) == rows
 
 
 @pytest.mark.parametrize("block_chars", [7, 64, 1 << 20])
@@ -366,14 +369,6 @@ def test_any_plain_file_reads_as_the_csv_module_splits_it(rows, header, line_end
         coded_answers = read_answers(io.StringIO(text, newline=""))
 
     assert decoded(coded_answers) == list(first_answers.values())
-
-
-def decoded(coded_answers: CodedAnswers) -> list[list[str]]:
-    answers = coded_answers.answers
-    return [
-        [coded_answers.items[i], coded_answers.workers[w], coded_answers.labels[label]]
-        for i, w, label in zip(answers.items, answers.workers, answers.labels, strict=True)
-    ]
 
 
 @pytest.mark.parametrize(
