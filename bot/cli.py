@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import functools
 import logging
@@ -192,6 +191,7 @@ def with_store(
     An unreachable database is one line on stderr and exit code 1; with ``wait`` (``run``, whose
     database may still be starting) it is first retried with back-off, a log line each time.
     """
+    import asyncio  # here, not at the top: --help and aggregate start without it
 
     from bot import event_loop
     from storage.engine import DatabaseUnavailable, create_engine, ensure_reachable

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("telegram", "sqlalchemy", "aiohttp", "alembic", "matplotlib")
+HEAVY = ("telegram", "sqlalchemy", "aiohttp", "alembic", "matplotlib", "asyncio")
 
 
 def imported_packages(*args: str) -> set[str]:
