@@ -314,10 +314,70 @@ class Answer(Base):
     created_at: Mapped[datetime]
 
 
+class ReviewVerdict(enum.StrEnum):
+    CORRECT = "correct"
+    WRONG = "wrong"
+
+
+class Review(Base):
+    """One review of an answer: waiting for a reviewer (``worker_id`` NULL), leased to one
+    (``token``, ``expires_at``: a lease that runs out makes it waiting again), or done
+    (``verdict``). A review of an answer on a gold item (``is_gold``) has a known verdict and
+    scores the reviewer; any number of reviewers get one, each their own row. Other answers
+    are reviewed in rounds: round 1, and another only while the verdicts disagree."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint("answer_id", "worker_id"),
+        CheckConstraint("verdict IS NULL OR worker_id IS NOT NULL", name="reviewer"),
+        # An answer is queued at most once per round, whatever chose it (sample, confidence...).
+        Index(
+            "uq_reviews_round",
+            "answer_id",
+            "round",
+            unique=True,
+            sqlite_where=text("NOT is_gold"),
+            postgresql_where=text("NOT is_gold"),
+        ),
+        # The queue a reviewer takes from, oldest first.
+        Index(
+            "ix_reviews_waiting",
+            "taskset_id",
+            "id",
+            sqlite_where=text("verdict IS NULL"),
+            postgresql_where=text("verdict IS NULL"),
+        ),
+        Index("ix_reviews_reviewer", "worker_id", "taskset_id", "verdict"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    taskset_id: Mapped[int] = mapped_column(ForeignKey("tasksets.id", ondelete="CASCADE"))
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"))
+    # What chose the answer: a tasksets.review.Reason ("gold" for a gold review).
+    reason: Mapped[str] = mapped_column(String(16))
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    round: Mapped[int] = mapped_column(default=1)
+    # The reviewer, once leased.
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    token: Mapped[str | None] = mapped_column(String(24), unique=True)
+    served_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    verdict: Mapped[ReviewVerdict | None] = mapped_column(_enum(ReviewVerdict))
+    # The reviewer's correction of a wrong answer: the right label, or the right text.
+    corrected_label: Mapped[str | None] = mapped_column(String(64))
+    corrected_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    reviewed_at: Mapped[datetime | None]
+
+
 class LedgerKind(enum.StrEnum):
     """What a ledger entry is, and so which cause it points to."""
 
     REWARD = "reward"  # an accepted answer (answer_id)
+    REVIEW = "review"  # a review done (review_id)
+    # An answer a review found wrong: its pending reward reversed (an adjustment's kind; its
+    # entries are reversals, never restored by a reinstatement).
+    REJECTED = "rejected"
     BONUS = "bonus"  # a task set's accuracy bonus (taskset_id), once per worker and set
     REVERSAL = "reversal"  # pending money taken back at a suspension (reverses_id)
     RESTORE = "restore"  # a reversal undone at a reinstatement (reverses_id)
@@ -340,7 +400,8 @@ class LedgerEntry(Base):
             " OR (kind = 'bonus' AND taskset_id IS NOT NULL AND amount_minor > 0)"
             " OR (kind IN ('reversal', 'restore') AND reverses_id IS NOT NULL"
             " AND adjustment_id IS NOT NULL)"
-            " OR (kind = 'payout' AND payout_batch_id IS NOT NULL AND amount_minor < 0)",
+            " OR (kind = 'payout' AND payout_batch_id IS NOT NULL AND amount_minor < 0)"
+            " OR (kind = 'review' AND review_id IS NOT NULL AND amount_minor >= 0)",
             name="cause",
         ),
         Index("ix_ledger_worker", "worker_id", "id"),
@@ -369,6 +430,7 @@ class LedgerEntry(Base):
             sqlite_where=text("kind = 'bonus'"),
             postgresql_where=text("kind = 'bonus'"),
         ),
+        Index("uq_ledger_review", "review_id", unique=True),
         Index(
             "uq_ledger_payout",
             "payout_batch_id",
@@ -400,6 +462,8 @@ class LedgerEntry(Base):
     payout_batch_id: Mapped[int | None] = mapped_column(
         ForeignKey("payout_batches.id", ondelete="RESTRICT")
     )
+    # The review a review reward pays for (uq_ledger_review: one reward per review).
+    review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id", ondelete="RESTRICT"))
     # Why, for a bonus (in the worker's words); a reversal's reason is on its adjustment.
     note: Mapped[str | None] = mapped_column(Text)
 
@@ -414,7 +478,7 @@ class LedgerAdjustment(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
     taskset_id: Mapped[int | None] = mapped_column(ForeignKey("tasksets.id", ondelete="SET NULL"))
-    kind: Mapped[str] = mapped_column(String(16))  # LedgerKind.REVERSAL or RESTORE
+    kind: Mapped[str] = mapped_column(String(16))  # LedgerKind.REVERSAL, RESTORE or REJECTED
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 

@@ -30,6 +30,7 @@ from storage.models import (
     LedgerTotal,
     Membership,
     PayoutLine,
+    Review,
     Tally,
     TaskSet,
     Worker,
@@ -49,6 +50,7 @@ KEPT = (
     LedgerAdjustment,
     LedgerTotal,
     PayoutLine,
+    Review,
     Tally,
 )
 

@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from storage.migrations.sqlite_schema import replace_in_schema
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -81,18 +83,18 @@ def upgrade() -> None:
         sa.Column("reviewer", sa.Boolean(), nullable=False, server_default=sa.false()),
     )
     # A whole expected text, not only a label value. PostgreSQL changes the type in place (no
-    # rewrite); SQLite never enforced the length, and its type name is all that changes.
+    # rewrite); SQLite never enforced the length, and only the declared type name changes.
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("items", "gold_label", type_=sa.Text(), existing_type=sa.String(64))
     else:
-        _sqlite_retype("items", "gold_label", "VARCHAR(64)", "TEXT")
+        replace_in_schema("items", "gold_label VARCHAR(64)", "gold_label TEXT")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("items", "gold_label", type_=sa.String(64), existing_type=sa.Text())
     else:
-        _sqlite_retype("items", "gold_label", "TEXT", "VARCHAR(64)")
+        replace_in_schema("items", "gold_label TEXT", "gold_label VARCHAR(64)")
     op.drop_index("ix_answers_reply", table_name="answers")
     # ALTER TABLE ... DROP COLUMN on both databases: a batch copy of a parent table on SQLite
     # drops the old one, and with foreign keys on that deletes its children (ON DELETE CASCADE).
@@ -100,23 +102,3 @@ def downgrade() -> None:
         for column in columns:
             op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
 
-
-def _sqlite_retype(table: str, column: str, old: str, new: str) -> None:
-    """Change a column's declared type on SQLite without copying the table (which would also
-    have to rebuild its partial indexes): SQLite keeps no length, so only the schema text of
-    the column changes, through the documented writable_schema procedure."""
-    bind = op.get_bind()
-    sql = bind.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-    ).scalar_one()
-    declared = f"{column} {old}"
-    if declared not in sql:
-        raise RuntimeError(f"{table}.{column} is not declared {old}: {sql}")
-    version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
-    bind.exec_driver_sql("PRAGMA writable_schema = ON")
-    bind.exec_driver_sql(
-        "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
-        (sql.replace(declared, f"{column} {new}", 1), table),
-    )
-    bind.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
-    bind.exec_driver_sql("PRAGMA writable_schema = OFF")
