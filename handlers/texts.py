@@ -360,6 +360,10 @@ def ledger_line(line: LedgerLine) -> str:
     match line.kind:
         case LedgerKind.REWARD:
             return f"{amount} answer{where}"
+        case LedgerKind.REVIEW:
+            return f"{amount} review{where}"
+        case LedgerKind.REJECTED:
+            return f"{amount} reversed{where}: an answer {line.reason}"
         case LedgerKind.BONUS:
             return f"{amount} bonus{where}: {line.reason}"
         case LedgerKind.REVERSAL:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -15,6 +16,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def create_engine(url: str | URL, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:

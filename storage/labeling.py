@@ -13,15 +13,15 @@ import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from storage.catalog import Policy, TaskSetCatalog
-from storage.driver import Transaction, open_driver
-from storage.engine import is_sqlite
+from storage.driver import Driver, Transaction, open_driver
+from storage.engine import as_utc, is_sqlite
 from storage.ledger import on_suspended
 from storage.models import (
     COUNTED_KINDS,
@@ -50,6 +50,7 @@ from storage.results import (
     StatusChange,
     TaskSetView,
 )
+from storage.reviews import judge_level, lease_review, live_review, queue_for_review
 from storage.statements.answers import (
     INSERT_ANSWER,
     INSERT_REWARD,
@@ -109,11 +110,6 @@ EDIT_WINDOW = timedelta(minutes=10)
 # How often (in a worker's answers) the rules that read recent history run.
 RULE_CHECK_EVERY = 5
 LEASE_ATTEMPTS = 3
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def chosen_text(
@@ -185,6 +181,15 @@ class Labeling:
         self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
         self._claim = claim_query(lock=lock)
 
+    @property
+    def driver(self) -> Driver:
+        return self._driver
+
+    @property
+    def locks_rows(self) -> bool:
+        """PostgreSQL: reads that lead to a write lock their rows (SQLite: BEGIN IMMEDIATE)."""
+        return not self._sqlite
+
     async def close(self) -> None:
         await self._driver.close()
 
@@ -218,6 +223,10 @@ class Labeling:
                 live.media_ref,
                 standing.answers + 1,
             )
+        if standing.reviewer and policy.review is not None:
+            review = await live_review(tx, params, view, standing.answers + 1)
+            if review is not None:
+                return review
         return await self._lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
         )
@@ -246,6 +255,12 @@ class Labeling:
             "now": now,
             "expires": now + self.lease,
         }
+        if standing.reviewer and policy.review is not None:
+            review = await lease_review(
+                tx, self.rng, policy, view, params, standing.answers + 1, lock=not self._sqlite
+            )
+            if review is not None:
+                return review
         row, assigned = None, False
         if standing.status == MembershipStatus.QUALIFYING:
             row = await self._lease_gold(tx, policy, params)
@@ -507,8 +522,26 @@ class Labeling:
                 "min_all": MIN_CONTROL_ANSWERS,
             },
         )
-        if kind == AnswerKind.LABEL and not claim.is_gold and policy.overlap_confidence is not None:
-            await self._update_confidence(tx, claim.item_id, view, policy)
+        review = policy.review
+        confidence = None
+        if (
+            kind == AnswerKind.LABEL
+            and not claim.is_gold
+            and (policy.overlap_confidence is not None or (review and review.below_confidence))
+        ):
+            confidence = await self._update_confidence(tx, claim.item_id, view, policy)
+        if review is not None and not claim.is_gold:
+            await queue_for_review(
+                tx,
+                self.rng,
+                review,
+                answer_id=answer_id,
+                taskset_id=claim.taskset_id,
+                item_id=claim.item_id,
+                kind=kind,
+                confidence=confidence,
+                now=now,
+            )
         gold = None
         if graded:
             gold = GoldFeedback(
@@ -526,17 +559,37 @@ class Labeling:
         ):
             change = await self._check_rules(tx, worker_id, view.id, policy, standing)
         if change is not None:
-            await self._change_status(tx, worker_id, view.id, change)
-            if change.status == MembershipStatus.SUSPENDED:
-                await tx.run(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": view.id})
-                reversed_money = await on_suspended(tx, worker_id, view.id, change.reason, now)
-                if reversed_money is not None:
-                    change = replace(change, reversed_minor=reversed_money.amount_minor)
+            change = await self._apply_change(tx, worker_id, view.id, change, now)
             standing = replace(standing, status=change.status, status_reason=change.reason)
+        level = None
+        if review is not None:
+            level = await judge_level(tx, worker_id, view.id, review, standing)
+            if level is not None:
+                standing = replace(standing, reviewer=level)
         following = await self._lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
         )
-        return Recorded(chosen, gold, change, following, claim.message_id)
+        return Recorded(
+            chosen,
+            gold,
+            change,
+            following,
+            item_message_id=claim.message_id,
+            reviewer_change=level,
+        )
+
+    async def _apply_change(
+        self, tx: Transaction, worker_id: int, taskset_id: int, change: StatusChange, now: datetime
+    ) -> StatusChange:
+        """Move the worker to the new status; a suspension takes their answers out (each item
+        asks for one more) and reverses their pending money in the set."""
+        await self._change_status(tx, worker_id, taskset_id, change)
+        if change.status == MembershipStatus.SUSPENDED:
+            await tx.run(REPLACE_ANSWERS_OF, {"worker": worker_id, "taskset": taskset_id})
+            reversed_money = await on_suspended(tx, worker_id, taskset_id, change.reason, now)
+            if reversed_money is not None:
+                change = replace(change, reversed_minor=reversed_money.amount_minor)
+        return change
 
     async def _write_answer(self, tx: Transaction, params: dict[str, Any]) -> tuple[int, Standing]:
         """Store the answer, close its lease, settle the item, credit the reward and count it
@@ -557,10 +610,9 @@ class Labeling:
 
     async def _update_confidence(
         self, tx: Transaction, item_id: int, view: TaskSetView, policy: Policy
-    ) -> None:
-        """Dynamic overlap: the item's posterior after this answer; a contested item that
-        reached its quota asks for one more answer."""
-        assert policy.overlap_confidence is not None
+    ) -> float:
+        """The item's posterior after this answer, stored; with dynamic overlap, a contested
+        item that reached its quota asks for one more answer."""
         index = {lab.value: k for k, lab in enumerate(view.labels)}
         votes = await tx.rows(ITEM_VOTES, {"item": item_id})
         _best, confidence = item_posterior(
@@ -571,11 +623,12 @@ class Labeling:
             ],
             len(view.labels),
         )
-        contested = confidence < policy.overlap_confidence
+        contested = policy.overlap_confidence is not None and confidence < policy.overlap_confidence
         await tx.run(
             SET_CONFIDENCE_AND_GROW if contested else SET_CONFIDENCE,
             {"item": item_id, "confidence": confidence, "max": policy.overlap_max},
         )
+        return confidence
 
     async def _check_rules(
         self,

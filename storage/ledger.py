@@ -47,9 +47,11 @@ from storage.standing import leave_boards, rejoin_boards
 from storage.statements.ledger import (
     ADD_TO_TOTAL,
     INSERT_ADJUSTMENT,
+    PENDING_OF_ANSWER,
     PENDING_TO_REVERSE,
     RESTORE_REVERSALS,
     REVERSALS_TO_RESTORE,
+    REVERSE_ANSWER_REWARD,
     REVERSE_PENDING,
     whole_sum,
 )
@@ -135,6 +137,14 @@ class PayoutRefused:
 # --------------------------------------------------------- work inside a transaction
 
 
+# Each kind of adjustment: the sums of the entries it counters, and the statement that does.
+ADJUSTMENTS = {
+    LedgerKind.REVERSAL: (PENDING_TO_REVERSE, REVERSE_PENDING),
+    LedgerKind.RESTORE: (REVERSALS_TO_RESTORE, RESTORE_REVERSALS),
+    LedgerKind.REJECTED: (PENDING_OF_ANSWER, REVERSE_ANSWER_REWARD),
+}
+
+
 async def _adjust(
     tx: Transaction,
     worker_id: int,
@@ -142,20 +152,25 @@ async def _adjust(
     kind: LedgerKind,
     reason: str | None,
     now: datetime,
+    answer_id: int | None = None,
 ) -> Adjusted | None:
     """Counter every matching entry (pending money for a reversal, live reversals for a
-    restore) under one new adjustment, and move the worker's totals by as much."""
-    params: dict[str, Any] = {"worker": worker_id, "taskset": taskset_id, "now": now}
-    sums = await tx.rows(
-        PENDING_TO_REVERSE if kind == LedgerKind.REVERSAL else REVERSALS_TO_RESTORE, params
-    )
-    sums = [row for row in sums if row.entries]
+    restore, one answer's pending reward for a rejection) under one new adjustment, and move
+    the worker's totals by as much."""
+    params: dict[str, Any] = {
+        "worker": worker_id,
+        "taskset": taskset_id,
+        "now": now,
+        "answer": answer_id,
+    }
+    sums_statement, counter_statement = ADJUSTMENTS[kind]
+    sums = [row for row in await tx.rows(sums_statement, params) if row.entries]
     if not sums:
         return None
     params["adjustment"] = await tx.value(
         INSERT_ADJUSTMENT, {**params, "adjustment_kind": kind.value, "adjustment_reason": reason}
     )
-    await tx.run(REVERSE_PENDING if kind == LedgerKind.REVERSAL else RESTORE_REVERSALS, params)
+    await tx.run(counter_statement, params)
     for row in sums:
         await tx.run(
             ADD_TO_TOTAL,
@@ -163,6 +178,16 @@ async def _adjust(
         )
     # A set has one currency.
     return Adjusted(abs(sums[0].amount_minor), sums[0].currency, sums[0].entries)
+
+
+async def on_rejected(
+    tx: Transaction, worker_id: int, taskset_id: int, answer_id: int, now: datetime
+) -> Adjusted | None:
+    """Reviews found an answer wrong: its reward, if still pending, is reversed (a suspension's
+    reinstatement does not restore it). Runs in the transaction of the deciding review."""
+    return await _adjust(
+        tx, worker_id, taskset_id, LedgerKind.REJECTED, "found wrong in review", now, answer_id
+    )
 
 
 async def on_suspended(

@@ -37,6 +37,16 @@ class TaskSetView:
 
 
 @dataclass(frozen=True, slots=True)
+class UnderReview:
+    """The answer a review task shows under its item."""
+
+    kind: AnswerKind
+    label_index: int | None  # a label answer's index into the set's labels
+    given: str  # the label's button text, the typed text, or "Not sure"
+    voice_file_id: str | None  # a voice answer's note, sent with the review
+
+
+@dataclass(frozen=True, slots=True)
 class ServedItem:
     """An item leased to a worker; ``token`` goes into the callback data, nothing else does."""
 
@@ -46,6 +56,8 @@ class ServedItem:
     media_kind: str | None
     media_ref: str | None
     number: int  # the worker's n-th item in this set, for "Item 12" in the message
+    # A review task: the answer to judge (``token`` then names the review's lease).
+    review: UnderReview | None = None
 
 
 class NoItemReason(StrEnum):
@@ -94,6 +106,8 @@ class Recorded:
     next: NextItem
     # A typed or voice answer: the bot's message of the answered item, whose buttons go.
     item_message_id: int | None = None
+    # The worker became a reviewer for the set (True) or stopped being one (False).
+    reviewer_change: bool | None = None
 
 
 class Rejection(StrEnum):
@@ -148,6 +162,20 @@ class Edited:
 
 
 EditOutcome = Edited | EditRefusal | ReplyUnfit
+
+
+@dataclass(frozen=True, slots=True)
+class Reviewed:
+    """A review's verdict, recorded."""
+
+    verdict: str  # as the reviewer gave it: "Correct", or "Wrong" with the right label
+    gold: bool | None  # a gold review: whether the reviewer judged it right
+    status_change: StatusChange | None
+    reviewer_change: bool | None
+    next: NextItem
+
+
+ReviewOutcome = Reviewed | Rejected
 
 
 # ------------------------------------------------ reads for exports, scores and earnings

@@ -44,6 +44,7 @@ from storage.results import (
     TaskSetView,
     WorkerScore,
 )
+from storage.reviews import Reviews
 from storage.session_tx import SessionTransaction
 from storage.standing import Standing
 from storage.statements.ledger import LEDGER_CHECKS
@@ -111,6 +112,8 @@ class LabelStore:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
         self.clock = clock
         self.labeling = Labeling(engine, lease=lease, clock=clock, rng=rng or random.Random())
+        # The review stream: verdicts, the reviewer level, the stream's state.
+        self.reviews = Reviews(self.labeling)
         # Money (balances, bonuses, payouts), standing (/me, boards) and personal data.
         self.ledger = Ledger(self.sessions, clock)
         self.standing = Standing(self.sessions, clock, pseudonym_secret=pseudonym_secret)

@@ -125,7 +125,13 @@ def counter_entries(kind: LedgerKind, condition: Any) -> Insert:
     )
 
 
+def answer_reward() -> Any:
+    """The reward of one answer (``answer``), while it is pending and not reversed yet."""
+    return and_(reversible(), LedgerEntry.answer_id == typed_bind("answer", LedgerEntry.answer_id))
+
+
 PENDING_TO_REVERSE = sums_of(reversible())
+PENDING_OF_ANSWER = sums_of(answer_reward())
 REVERSALS_TO_RESTORE = sums_of(restorable())
 INSERT_ADJUSTMENT = (
     insert(LedgerAdjustment)
@@ -140,6 +146,7 @@ INSERT_ADJUSTMENT = (
 )
 REVERSE_PENDING = counter_entries(LedgerKind.REVERSAL, reversible())
 RESTORE_REVERSALS = counter_entries(LedgerKind.RESTORE, restorable())
+REVERSE_ANSWER_REWARD = counter_entries(LedgerKind.REVERSAL, answer_reward())
 ADD_TO_TOTAL = (
     update(LedgerTotal)
     .where(

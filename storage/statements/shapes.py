@@ -41,3 +41,4 @@ class Standing:
     answers: int
     gold_answers: int
     gold_correct: int
+    reviewer: bool

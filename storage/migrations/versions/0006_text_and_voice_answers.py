@@ -101,4 +101,3 @@ def downgrade() -> None:
     for table, columns in NEW_COLUMNS.items():
         for column in columns:
             op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-
