@@ -14,7 +14,17 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, JobQu
 
 from bot.settings import Settings
 from bot.transport import build_requests
-from handlers import coordinator, flood, privacy, registry, replies, stats, texts, worker
+from handlers import (
+    coordinator,
+    flood,
+    privacy,
+    registry,
+    replies,
+    reviews,
+    stats,
+    texts,
+    worker,
+)
 from handlers import settings as settings_menu
 from handlers.broadcasts import Broadcaster
 from handlers.labeling_bot import LabelingBot
@@ -31,6 +41,7 @@ LEASE_SWEEP_SECONDS = 30.0
 # Typed and voice answers come last: any message no other handler takes may be one.
 HANDLER_MODULES: tuple[Routes, ...] = (
     worker.ROUTES,
+    reviews.ROUTES,
     stats.ROUTES,
     settings_menu.ROUTES,
     privacy.ROUTES,

@@ -17,6 +17,11 @@ MAX_BYTES = 64
 ANSWER_PATTERN = re.compile(r"^a:([A-Za-z0-9_-]{8,32}):(\d{1,2}|s|u)$")
 DISPUTE_PATTERN = re.compile(r"^d:(\d{1,18})$")
 JOIN_PATTERN = re.compile(r"^j:(\d{1,18})$")
+# A review's verdict, ``r:<token>:<y|n|label index>``: correct, wrong, or wrong with the right
+# label; and its ❌ on a labeled answer, ``rx:<token>:<given label index>``, which asks for the
+# right label before anything is recorded.
+REVIEW_PATTERN = re.compile(r"^r:([A-Za-z0-9_-]{8,32}):(y|n|\d{1,2})$")
+REVIEW_WRONG_PATTERN = re.compile(r"^rx:([A-Za-z0-9_-]{8,32}):(\d{1,2})$")
 
 _CHOICE_CODES: dict[str, Literal["skip", "unsure"]] = {"s": "skip", "u": "unsure"}
 
@@ -42,6 +47,43 @@ def decode_answer(data: str) -> AnswerData | None:
         return None
     token, code = match.groups()
     return AnswerData(token, _CHOICE_CODES[code] if code in _CHOICE_CODES else int(code))
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictData:
+    token: str
+    correct: bool
+    corrected: int | None  # the right label's index, after ❌ on a label
+
+
+def encode_verdict(token: str, correct: bool, corrected: int | None = None) -> str:
+    code = "y" if correct else ("n" if corrected is None else str(corrected))
+    return encode_parts("r", token, code)
+
+
+def decode_verdict(data: str) -> VerdictData | None:
+    parts = decode_parts(REVIEW_PATTERN, data)
+    if parts is None:
+        return None
+    token, code = parts
+    if code in ("y", "n"):
+        return VerdictData(token, code == "y", None)
+    return VerdictData(token, False, int(code))
+
+
+@dataclass(frozen=True, slots=True)
+class WrongData:
+    token: str
+    given: int  # the index of the label under review, left out of the choice of the right one
+
+
+def encode_wrong(token: str, given: int) -> str:
+    return encode_parts("rx", token, given)
+
+
+def decode_wrong(data: str) -> WrongData | None:
+    parts = decode_parts(REVIEW_WRONG_PATTERN, data)
+    return WrongData(parts[0], int(parts[1])) if parts else None
 
 
 def encode_dispute(answer_id: int) -> str:

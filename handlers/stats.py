@@ -55,7 +55,8 @@ def board_keyboard(scope: int, period: Period, own_set: int | None) -> InlineKey
 
 async def me(update: Update, context: Context) -> None:
     """The worker's numbers in their current set: answers today and in all, gold accuracy,
-    rank, level, money available and pending; a button sends the chart."""
+    rank, level, the reviewer level (in a set with reviews), money available and pending; a
+    button sends the chart."""
     user, message = update.effective_user, update.effective_message
     if user is None or message is None:
         return
@@ -66,7 +67,10 @@ async def me(update: Update, context: Context) -> None:
         await message.reply_text(NO_SET)
         return
     balances = await store.ledger.balances(user.id)
-    await message.reply_text(texts.me(view, numbers, balances), reply_markup=chart_keyboard())
+    reviewer = await store.reviews.path(user.id, view.id)
+    await message.reply_text(
+        texts.me(view, numbers, balances, reviewer), reply_markup=chart_keyboard()
+    )
 
 
 async def chart(update: Update, context: Context) -> None:

@@ -29,6 +29,7 @@ from storage.results import (
 from storage.standing import Board, MyNumbers, Place, Unranked
 from tasksets.money import format_money
 from tasksets.replies import ReplyProblem, ReplyRules, takes_text, takes_voice
+from tasksets.review import ReviewerPath
 from tasksets.spec import TaskSetSpec
 from tasksets.standing import Period
 
@@ -52,7 +53,12 @@ HELP = (
     "/mydata – everything stored about you\n"
     "/delete – erase your personal data\n"
     "/guidelines – how to label this task\n"
-    "/help – this message"
+    "/help – this message\n\n"
+    "Reviewers: in a task with reviews, a worker with enough answers and a high accuracy on "
+    "control questions becomes a reviewer (/me shows how far you are). Reviewers also get "
+    "other workers' answers to check: ✅ Correct or ❌ Wrong (then the right label), each "
+    "paid. Some reviews are control questions too, and a reviewer whose accuracy falls stops "
+    "reviewing."
 )
 
 NO_TASKSETS = "There is nothing to label right now. Please come back later."
@@ -233,6 +239,57 @@ def no_item(result: NoItem) -> str:
             return "Your account can't take tasks at the moment."
 
 
+# The review stream: review tasks in the loop, the reviewer level (handlers/reviews.py).
+REVIEW_CORRECT_BUTTON = "✅ Correct"
+REVIEW_WRONG_BUTTON = "❌ Wrong"
+PICK_RIGHT_LABEL = "❌ Wrong. Which label is right?"
+
+
+def review_body(text: str | None, question: str, given: str) -> str:
+    """A review task: the item, and the answer under review."""
+    parts = ["Review"]
+    if text:
+        parts.append(text)
+    parts += [question, f"Answer given: {given}", "Is this answer right?"]
+    return "\n\n".join(parts)
+
+
+def reviewed(body: str, verdict: str) -> str:
+    return f"{body}\n\n✓ Your review: {verdict}"
+
+
+def gold_review_feedback(right: bool) -> str:
+    if right:
+        return "✅ Right: that was a control review, and you judged it correctly."
+    return "❌ That was a control review, and the answer was judged the other way."
+
+
+def reviewer_change(promoted: bool, view: TaskSetView) -> str:
+    if promoted:
+        return (
+            f"🎖 You are now a reviewer for “{view.title}”: besides items, you will get other "
+            "workers' answers to check. Thank you for your careful work!"
+        )
+    return (
+        f"You are no longer a reviewer for “{view.title}”: your accuracy on control "
+        "questions fell below the reviewer level. Keep labeling carefully to get it back."
+    )
+
+
+def reviewer_line(path: ReviewerPath) -> str:
+    """/me: the reviewer level, or the way to it."""
+    if path.reviewer:
+        return "Reviewer: yes, you review other workers' answers in this task"
+    steps = []
+    if path.answers_missing:
+        steps.append(f"{path.answers_missing:,} more answers")
+    if path.accuracy < path.min_accuracy:
+        steps.append(f"accuracy {path.min_accuracy:.0%} (now {path.accuracy:.0%})")
+    if not steps:
+        return "Reviewer: you qualify; it starts with your next answer"
+    return "Reviewer: after " + " and ".join(steps)
+
+
 def passed_training(reason: str | None) -> str:
     return f"🎓 You passed the training ({reason}). Now the real items begin."
 
@@ -299,7 +356,12 @@ def gap_text(gap: int, next_rank: int) -> str:
     return f"{gap:,} answer{'s' if gap != 1 else ''} behind #{next_rank:,}"
 
 
-def me(view: TaskSetView, numbers: MyNumbers, balances: list[Balance]) -> str:
+def me(
+    view: TaskSetView,
+    numbers: MyNumbers,
+    balances: list[Balance],
+    reviewer: ReviewerPath | None = None,
+) -> str:
     if numbers.gold_answers:
         accuracy = (
             f"{numbers.gold_correct} of {numbers.gold_answers} control questions right "
@@ -317,6 +379,8 @@ def me(view: TaskSetView, numbers: MyNumbers, balances: list[Balance]) -> str:
         f"Rank: {place_line(numbers.place, numbers.ranked)}",
         f"Level: {level}",
     ]
+    if reviewer is not None:
+        lines.append(reviewer_line(reviewer))
     if balances:
         lines += [f"Earnings: {balance_line(b)}" for b in balances]
     else:

@@ -31,6 +31,8 @@ from handlers.callbacks import (
     encode_answer,
     encode_dispute,
     encode_join,
+    encode_verdict,
+    encode_wrong,
 )
 from handlers.labeling_bot import Button, InlineKeyboard
 from handlers.registry import (
@@ -53,6 +55,7 @@ from storage.results import (
     Rejection,
     ServedItem,
     TaskSetView,
+    UnderReview,
 )
 from tasksets.rendering import fits_caption, fits_text, item_body
 
@@ -67,7 +70,37 @@ DISPUTE_PROMPT_RE = re.compile(r"^Dispute #(\d+):")
 ITEM_NUMBER_RE = re.compile(r"^Item (\d+)$", re.MULTILINE)
 
 
+def task_body(served: ServedItem) -> str:
+    """An item as the worker reads it, or a review task with the answer under review."""
+    if served.review is not None:
+        return texts.review_body(served.text, served.taskset.question, served.review.given)
+    return item_body(served.number, served.text, texts.item_question(served.taskset))
+
+
+def review_keyboard(served: ServedItem, review: UnderReview) -> list[list[Button]]:
+    """✅ Correct / ❌ Wrong; ❌ on a label asks for the right one before anything is stored."""
+    wrong = (
+        encode_wrong(served.token, review.label_index)
+        if review.label_index is not None
+        else encode_verdict(served.token, False)
+    )
+    return [
+        [
+            Button(
+                text=texts.REVIEW_CORRECT_BUTTON, callback_data=encode_verdict(served.token, True)
+            ),
+            Button(text=texts.REVIEW_WRONG_BUTTON, callback_data=wrong),
+        ]
+    ]
+
+
 def item_keyboard(served: ServedItem, dispute: int | None = None) -> InlineKeyboard:
+    """The labels with Skip and Not sure, or a review's verdict buttons."""
+    if served.review is not None:
+        rows = review_keyboard(served, served.review)
+        if dispute is not None:
+            rows.append([dispute_button(dispute)])
+        return InlineKeyboard(inline_keyboard=rows)
     labels = served.taskset.labels
     per_row = 1 if any(len(label.text) > 18 for label in labels) else 2
     buttons = [
@@ -99,12 +132,15 @@ async def send_item(
 ) -> int:
     """One message per item: text, or the media with the text and question as its caption
     (``head`` on top, and a Dispute button for answer ``dispute``: a new card after a typed
-    answer). Returns the id of the message with the buttons."""
-    body = item_body(served.number, served.text, texts.item_question(served.taskset))
+    answer). A review of a voice answer sends the voice note first. Returns the id of the
+    message with the buttons."""
+    body = task_body(served)
     if head is not None:
         body = texts.card(head, body)
     keyboard = item_keyboard(served, dispute)
     bot = context.bot
+    if served.review is not None and served.review.voice_file_id is not None:
+        await bot.send_voice(chat_id, served.review.voice_file_id)
     if served.media_kind is None or served.media_ref is None:
         return await bot.send_text(chat_id, body, keyboard)
     if fits_caption(body):
@@ -118,7 +154,7 @@ async def note_item_message(context: Context, served: ServedItem, message_id: in
     """An item answered by typing or voice: its answer comes as the worker's own message, so
     the store keeps which message to take the buttons off then. (An answer faster than this
     write leaves them on; a tap there gets "Already recorded".)"""
-    if served.taskset.answer != "labels":
+    if served.taskset.answer != "labels" and served.review is None:  # a review takes taps only
         await context.bot_data.store.note_item_message(served.token, message_id)
 
 
@@ -305,7 +341,7 @@ async def answer(update: Update, context: Context) -> None:
 
 async def tell_outcome(context: Context, chat_id: int, outcome: Recorded) -> None:
     """The chat layout's messages after an answer: gold feedback (with its Dispute button),
-    a passed training, money reversed by a suspension."""
+    a passed training, a new or lost reviewer level, money reversed by a suspension."""
     if outcome.gold is not None:
         await context.bot.send_message(
             chat_id,
@@ -315,6 +351,7 @@ async def tell_outcome(context: Context, chat_id: int, outcome: Recorded) -> Non
     change = outcome.status_change
     if change is not None and change.status == MembershipStatus.ACTIVE:
         await context.bot.send_message(chat_id, texts.passed_training(change.reason))
+    await tell_reviewer_change(context, chat_id, outcome.reviewer_change, outcome.next)
     if change is not None and change.reversed_minor and isinstance(outcome.next, NoItem):
         view = outcome.next.taskset  # a suspension: its pending money was reversed
         if view is not None:
@@ -331,9 +368,19 @@ def outcome_news(outcome: Recorded) -> list[str]:
     if change is not None and change.status == MembershipStatus.ACTIVE:
         lines.append(texts.passed_training(change.reason))
     view = outcome.next.taskset
+    if outcome.reviewer_change is not None and view is not None:
+        lines.append(texts.reviewer_change(outcome.reviewer_change, view))
     if change is not None and change.reversed_minor and isinstance(outcome.next, NoItem) and view:
         lines.append(texts.reversed_on_suspension(change.reversed_minor, view))
     return lines
+
+
+async def tell_reviewer_change(
+    context: Context, chat_id: int, change: bool | None, following: NextItem
+) -> None:
+    """The worker reached the set's reviewer level (True) or lost it (False)."""
+    if change is not None and following.taskset is not None:
+        await context.bot.send_message(chat_id, texts.reviewer_change(change, following.taskset))
 
 
 def on_cards(result: NextItem) -> bool:
@@ -361,8 +408,7 @@ async def show_on_card(
     is_text = message.text is not None
     try:
         if isinstance(result, ServedItem):
-            question = texts.item_question(result.taskset)
-            body = texts.card(head, item_body(result.number, result.text, question))
+            body = texts.card(head, task_body(result))
             keyboard = item_keyboard(result, dispute)
             if result.media_kind is None or result.media_ref is None:
                 if is_text and fits_text(body):
@@ -423,7 +469,15 @@ def dispute_keyboard(answer_id: int) -> InlineKeyboardMarkup:
 async def edit_body(context: Context, message: Message, chosen: str | None) -> None:
     """Show the choice under the item and drop the buttons (text or media caption alike)."""
     body = message.text if message.text is not None else message.caption
-    new_body = texts.answered(body or "", chosen) if chosen else texts.expired(body or "")
+    await replace_body(
+        context,
+        message,
+        texts.answered(body or "", chosen) if chosen else texts.expired(body or ""),
+    )
+
+
+async def replace_body(context: Context, message: Message, new_body: str) -> None:
+    """Edit the message's text (or caption) and drop its buttons."""
     try:
         if message.text is not None:
             await context.bot.replace_text(message.chat_id, message.message_id, new_body)
