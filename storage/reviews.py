@@ -196,10 +196,11 @@ async def lease_review(
     if review_id is None:
         statement = LEASE_WAITING[lock]
         for _ in range(LEASE_ATTEMPTS):
-            review_id = await tx.value(statement, params)
+            leased = await tx.first(statement, params)
             # None: another reviewer took it between the look and the lease; try the next.
-            if review_id is not None or not lock:
+            if leased is not None or not lock:
                 break
+        review_id = leased.id if leased is not None else None
     if review_id is None:
         return None
     return served_review(view, await tx.one(REVIEW_BY_ID, {"review": review_id}), number)
@@ -210,9 +211,9 @@ async def _lease_gold(
 ) -> int | None:
     start = rng.randint(0, last_position)
     for query in PICK_GOLD_ANSWER:
-        answer_id = await tx.value(query, {**params, "start": start})
-        if answer_id is not None:
-            return int(await tx.value(LEASE_GOLD, {**params, "answer": answer_id}))
+        picked = await tx.first(query, {**params, "start": start})
+        if picked is not None:
+            return int(await tx.value(LEASE_GOLD, {**params, "answer": picked.id}))
     return None
 
 

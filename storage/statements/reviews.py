@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -63,8 +64,9 @@ def queue_statement(source: Any) -> Any:
             NOW,
         ).where(true()),  # WHERE true: SQLite would read ON CONFLICT as a join constraint
     )
+    # The partial index's own predicate, word for word: SQLite matches it by its text.
     return statement.on_conflict_do_nothing(
-        index_elements=["answer_id", "round"], index_where=NOT_GOLD
+        index_elements=["answer_id", "round"], index_where=text("NOT is_gold")
     )
 
 
