@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--gold", type=Path, help="CSV of item,truth; prints accuracy")
     agg.set_defaults(handler=cmd_aggregate)
 
+    reviews = commands.add_parser(
+        "reviews", help="a task set's review stream: waiting, done, acceptance, agreement"
+    )
+    reviews.add_argument("name")
+    reviews.set_defaults(handler=cmd_reviews)
+
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="run migrations to head").set_defaults(
@@ -386,6 +392,45 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return with_store(settings, export)
+
+
+def cmd_reviews(args: argparse.Namespace, settings: Settings) -> int:
+    async def report(store: LabelStore) -> int:
+        taskset_id = await store.taskset_id(args.name)
+        if taskset_id is None:
+            print(f"labelbot: no task set named {args.name!r}", file=sys.stderr)
+            return EXIT_INVALID
+        state = await store.reviews.state(taskset_id)
+        print(
+            f"reviews of {args.name}: {state.waiting} waiting, {state.done} done, "
+            f"{state.gold_done} gold reviews done"
+        )
+        agreement = f"{state.agreement:.0%}" if state.agreement is not None else "-"
+        print(
+            f"reviewer agreement: {agreement} "
+            f"({state.pairs} pair{'s' if state.pairs != 1 else ''} of verdicts on one answer)"
+        )
+        if state.acceptance:
+            print(f"\n{'worker':>12}  {'name':<20} {'reviewed':>8} {'accepted':>8} {'rate':>6}")
+            for row in state.acceptance:
+                rate = row.accepted / row.reviewed
+                print(
+                    f"{row.worker_id:>12}  {row.name[:20]:<20} {row.reviewed:>8} "
+                    f"{row.accepted:>8} {rate:>6.0%}"
+                )
+        if state.reviewers:
+            print(f"\n{'reviewer':>12}  {'name':<20} {'reviews':>8} {'gold':>8} {'gold acc':>8}")
+            for record in state.reviewers:
+                score = (
+                    f"{record.gold_right / record.gold_reviews:.0%}" if record.gold_reviews else "-"
+                )
+                print(
+                    f"{record.worker_id:>12}  {record.name[:20]:<20} {record.reviews:>8} "
+                    f"{record.gold_reviews:>8} {score:>8}"
+                )
+        return 0
+
+    return with_store(settings, report)
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
