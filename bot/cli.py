@@ -121,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument(
         "--scenario",
-        choices=("labels", "transcription"),
+        choices=("labels", "transcription", "review"),
         default="labels",
-        help="labels: tweets labeled by tapping (default); transcription: clips typed out",
+        help="labels: tweets labeled by tapping (default); transcription: clips typed out; "
+        "review: the labels with a review stream",
     )
     demo.set_defaults(handler=cmd_demo)
 

@@ -21,6 +21,12 @@ All three are plain majority votes, so they differ only in whose answers count:
 
 The controls pay off when quality-controls beats majority-vote and comes within a point of
 honest-crowd: then the spammers cost next to nothing.
+
+``--scenario review`` runs the same crowd on the same set with a review stream (REVIEW_RULE):
+workers who reach the reviewer level also check a share of the others' answers and the answers
+on items whose confidence stayed low, in the same loop, judging each as they would label it.
+It prints the stream's state, and quality-controls then counts the reviewers' corrections in
+place of the answers they found wrong.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from storage.exports import code_answers, export_taskset
 from storage.migrate import upgrade
 from storage.store import LabelStore, StoredAnswer, StoredItem, WorkerScore
 from tasksets.aggregation import aggregate
-from tasksets.money import format_money
+from tasksets.money import format_money, to_minor
 from tasksets.parsing import parse_taskset_bytes
 from tasksets.spec import TaskSetSpec
 
@@ -66,6 +72,15 @@ FIRST_WORKER_ID = 1000
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the simulated clock's first reading
 # The bot's word that a worker gets no more items: all done, or suspended.
 TERMINAL = ("All done", "paused")
+# The review scenario's "review" block: a tenth of the answers and those of contested items
+# go to workers with 25 answers and a smoothed gold accuracy of 85%, for 0.01 a review.
+REVIEW_RULE = {
+    "sample": 0.1,
+    "below_confidence": 0.7,
+    "reward": "0.01",
+    "min_answers": 25,
+    "min_gold_accuracy": 0.85,
+}
 
 
 @dataclass(frozen=True)
@@ -149,13 +164,14 @@ class Sample:
         return hits / len(self.regular)
 
 
-def load_sample() -> Sample:
+def load_sample(*, review: bool = False) -> Sample:
+    """The demo's set and its hidden truth; with ``review``, the set has REVIEW_RULE."""
     samples = resources.files("tasksets").joinpath("samples")
     rows = csv.DictReader(samples.joinpath(TRUTH).read_text(encoding="utf-8").splitlines())
-    return Sample(
-        parse_taskset_bytes(samples.joinpath(SAMPLE).read_bytes(), "json"),
-        {row["item"]: row["truth"] for row in rows},
-    )
+    raw = samples.joinpath(SAMPLE).read_bytes()
+    if review:
+        raw = json.dumps({**json.loads(raw), "review": REVIEW_RULE}).encode()
+    return Sample(parse_taskset_bytes(raw, "json"), {row["item"]: row["truth"] for row in rows})
 
 
 class SimulatedClock:
@@ -174,7 +190,7 @@ def is_next_step(message: dict[str, Any], *, after: int) -> bool:
         return False
     body = message.get("text") or message.get("caption") or ""
     if "reply_markup" in message:
-        return body.startswith("Item")
+        return body.startswith(("Item", "Review"))
     return any(word in body for word in TERMINAL)
 
 
@@ -201,11 +217,16 @@ class SimulatedWorker:
         await self.user.send_text(f"/start {self.sample.spec.name}")
         return await self._next_step(after=0)
 
-    async def tap(self) -> tuple[str, bool]:
-        """Answer the item on screen; returns its id and whether the bot served another."""
+    async def tap(self) -> tuple[str | None, bool]:
+        """Answer the item on screen (or review the answer on it); returns the id of the item
+        answered (None for a review) and whether the bot served another task."""
         message_id = self.item["message_id"]
-        # The body is "Item N", the tweet and the question, in paragraphs.
-        item_id = self.sample.item_by_text[self.item["text"].split("\n\n")[1]]
+        # The body is "Item N" (or "Review"), the tweet and the question, in paragraphs.
+        paragraphs = self.item["text"].split("\n\n")
+        item_id = self.sample.item_by_text[paragraphs[1]]
+        if paragraphs[0] == "Review":
+            await self.review(item_id, paragraphs[3].removeprefix("Answer given: "))
+            return None, await self._next_step(after=message_id)
         label = self.persona.answer(
             self.sample.truth[item_id],
             self.sample.spec.label_values,
@@ -214,6 +235,29 @@ class SimulatedWorker:
         await self.user.press(self.sample.button_text[label], message_id=message_id)
         self.regular_answers += item_id in self.sample.regular
         return item_id, await self._next_step(after=message_id)
+
+    async def review(self, item_id: str, given: str) -> None:
+        """Judge the answer given as the persona would label the item: ✅ when they would
+        give the same label, else ❌ and the label they would give."""
+        message_id = self.item["message_id"]
+        opinion = self.persona.answer(
+            self.sample.truth[item_id],
+            self.sample.spec.label_values,
+            answer_rng(self.seed, f"{self.name}/review", item_id),
+        )
+        button = self.sample.button_text[opinion]
+        if button == given:
+            await self.user.press("✅ Correct", message_id=message_id)
+            return
+        await self.user.press("❌ Wrong", message_id=message_id)
+        # The buttons become the other labels (the same message, edited).
+        await self.user.wait_for(
+            lambda message: (
+                message["message_id"] == message_id and button in str(message.get("reply_markup"))
+            ),
+            timeout=30,
+        )
+        await self.user.press(button, message_id=message_id)
 
     async def _next_step(self, *, after: int) -> bool:
         message = await self.user.wait_for(partial(is_next_step, after=after), timeout=30)
@@ -227,7 +271,7 @@ class SimulatedWorker:
 async def crowd_labels(
     workers: list[SimulatedWorker],
     clock: SimulatedClock,
-    on_answer: Callable[[SimulatedWorker, str], None],
+    on_answer: Callable[[SimulatedWorker, str | None], None],
 ) -> timedelta:
     """Run the crowd in simulated time until nobody gets more items; returns how long it took.
 
@@ -254,7 +298,8 @@ def run_demo(
 ) -> int:
     """Run the experiment on ``database_url`` (by default a fresh SQLite file in ``out``) and
     write the exports to ``out``; returns the exit code. ``scenario`` "transcription" runs
-    the typed-answer experiment of ``bot/demo_transcription.py`` instead."""
+    the typed-answer experiment of ``bot/demo_transcription.py`` instead; "review" runs this
+    one with a review stream."""
     out.mkdir(parents=True, exist_ok=True)
     if database_url is None:
         for stale in out.glob("labelbot-demo.db*"):
@@ -264,12 +309,12 @@ def run_demo(
         from bot.demo_transcription import transcription_demo
 
         return event_loop.run(transcription_demo(out, database_url, seed))
-    return event_loop.run(demo(out, database_url, seed))
+    return event_loop.run(demo(out, database_url, seed, scenario))
 
 
-async def demo(out: Path, database_url: str, seed: int) -> int:
+async def demo(out: Path, database_url: str, seed: int, scenario: str = "labels") -> int:
     console = Console(width=max(Console().width, 110), highlight=False)
-    sample = load_sample()
+    sample = load_sample(review=scenario == "review")
     spec = sample.spec
     clock = SimulatedClock()
     taskset_id = await load_into_empty(database_url, spec, clock)
@@ -285,6 +330,14 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
         f"{format_money(spec.reward_minor, spec.currency)} per answer. Seed {seed}."
     )
     console.print(f"Crowd of {len(CROWD)}: {describe_crowd()}.")
+    if spec.review is not None:
+        rule = spec.review
+        console.print(
+            f"Review stream: {rule.sample:.0%} of the answers and those of items whose "
+            f"confidence stays below {rule.below_confidence:.0%} are reviewed by workers with "
+            f"{rule.min_answers} answers and {rule.min_gold_accuracy:.0%} gold accuracy, "
+            f"{format_money(to_minor(rule.reward, spec.currency), spec.currency)} a review."
+        )
 
     async with FakeTelegram() as telegram:
         application = build_application(
@@ -301,11 +354,13 @@ async def demo(out: Path, database_url: str, seed: int) -> int:
             with Progress(
                 TextColumn("labeling"), BarColumn(), MofNCompleteColumn(), console=console
             ) as progress:
-                bar = progress.add_task("answers", total=len(sample.regular) * spec.overlap.min)
+                # Answers that reviews find wrong ask for more, as many as they turn out to be.
+                wanted = len(sample.regular) * spec.overlap.min if spec.review is None else None
+                bar = progress.add_task("answers", total=wanted)
 
-                def on_answer(worker: SimulatedWorker, item_id: str) -> None:
+                def on_answer(worker: SimulatedWorker, item_id: str | None) -> None:
                     progress.advance(bar, 1 if item_id in sample.regular else 0)
-                    if worker.suspended:  # each item they labeled asks for one more answer
+                    if worker.suspended and wanted:  # each item they labeled asks for one more
                         total = progress.tasks[bar].total or 0
                         progress.update(bar, total=total + worker.regular_answers)
 
@@ -376,13 +431,17 @@ async def report(
     console: Console, store: LabelStore, taskset_id: int, sample: Sample, seed: int, out: Path
 ) -> None:
     view = await store.view(taskset_id)
-    answers = await store.answers_for_export(taskset_id)
+    # The answers as given: the reviewers' corrections count in the export only.
+    answers = await store.answers_for_export(taskset_id, reviewed=False)
     scores = await store.leaderboard(taskset_id)
     console.print(leaderboard(scores, answers, sample, view.currency))
     suspended = [score for score in scores if score.status == "suspended"]
     console.print(f"[bold]Suspended ({len(suspended)}):[/]")
     for score in suspended:
         console.print(f"  • {score.name} ({member(score.worker_id)[1].kind}): {score.reason}")
+
+    if sample.spec.review is not None:
+        await report_reviews(console, store, taskset_id)
 
     for fmt in ("csv", "jsonl"):
         with (out / f"{view.name}.{fmt}").open("w", encoding="utf-8", newline="") as stream:
@@ -420,6 +479,24 @@ async def report(
     console.print(
         f"accuracy  honest-crowd {x:.1%}  majority-vote {y:.1%}  quality-controls {z:.1%}"
     )
+
+
+async def report_reviews(console: Console, store: LabelStore, taskset_id: int) -> None:
+    """The review stream's state, as `labelbot reviews NAME` tells it."""
+    state = await store.reviews.state(taskset_id)
+    found_wrong = len(await store.reviews.corrections(taskset_id))
+    agreement = f"{state.agreement:.0%}" if state.agreement is not None else "-"
+    console.print(
+        f"[bold]Reviews:[/] {state.done} done ({found_wrong} answers found wrong), "
+        f"{state.gold_done} gold reviews, {state.waiting} waiting; reviewer agreement "
+        f"{agreement} over {state.pairs} pairs of verdicts"
+    )
+    for record in state.reviewers:
+        accuracy = f"{record.gold_right}/{record.gold_reviews}" if record.gold_reviews else "-"
+        console.print(
+            f"  • {record.name} ({member(record.worker_id)[1].kind}): {record.reviews} reviews, "
+            f"gold reviews right {accuracy}"
+        )
 
 
 def leaderboard(

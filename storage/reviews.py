@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from storage.catalog import Policy
@@ -61,6 +62,7 @@ from storage.statements.reviews import (
     REVIEWER_SCORES,
     SCORE,
     SET_REVIEWER,
+    SET_VERDICTS,
     STANDING_OF,
     VERDICT_PAIRS,
     VERDICTS_OF_ANSWER,
@@ -76,7 +78,9 @@ from tasksets.review import (
     Reason,
     ReviewerPath,
     ReviewRule,
+    Verdict,
     agreement,
+    correction,
     is_reviewer,
     review_outcome,
     review_reason,
@@ -256,6 +260,16 @@ class ReviewState:
     reviewers: list[ReviewerRecord]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCorrection:
+    """A reviewer's right label for an answer settled wrong, as aggregation counts it."""
+
+    reviewer_id: int
+    label: str
+    reviewed_at: datetime
+    membership: MembershipStatus  # the reviewer's standing in the set
+
+
 def verdict_text(view: TaskSetView, verdict: ReviewVerdict, corrected: str | None) -> str:
     if verdict == ReviewVerdict.CORRECT:
         return "Correct"
@@ -404,6 +418,34 @@ class Reviews:
             gold_answers=row.gold_answers,
             gold_correct=row.gold_correct,
         )
+
+    async def corrections(self, taskset_id: int) -> dict[int, StoredCorrection | None]:
+        """The set's answers that reviews settled wrong, each with the correction that takes
+        its place in aggregation (None when no reviewer named the right label)."""
+        return await self.labeling.driver.transaction(self._corrections, taskset_id)
+
+    @staticmethod
+    async def _corrections(tx: Transaction, taskset_id: int) -> dict[int, StoredCorrection | None]:
+        rows = await tx.rows(SET_VERDICTS, {"taskset": taskset_id})
+        found: dict[int, StoredCorrection | None] = {}
+        for answer_id, group in groupby(rows, key=lambda row: row.answer_id):
+            reviews = list(group)
+            verdicts = [
+                Verdict(row.worker_id, row.verdict == ReviewVerdict.CORRECT, row.corrected_label)
+                for row in reviews
+            ]
+            wrong, chosen = correction(verdicts)
+            if not wrong:
+                continue
+            row = reviews[verdicts.index(chosen)] if chosen is not None else None
+            found[answer_id] = (
+                StoredCorrection(
+                    row.worker_id, row.corrected_label, row.reviewed_at, row.membership
+                )
+                if row is not None
+                else None
+            )
+        return found
 
     async def state(self, taskset_id: int) -> ReviewState:
         return await self.labeling.driver.transaction(self._state, taskset_id)

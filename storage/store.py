@@ -21,6 +21,7 @@ from storage.models import (
     COUNTED_KINDS,
     COUNTED_KINDS_SQL,
     Answer,
+    AnswerKind,
     Dispute,
     Item,
     LedgerEntry,
@@ -463,11 +464,19 @@ class LabelStore:
                 for name, sql in CONSISTENCY_CHECKS.items()
             }
 
-    async def answers_for_export(self, taskset_id: int) -> list[StoredAnswer]:
-        """Every answer of a set with its item, oldest first (for raw export and aggregation)."""
+    async def answers_for_export(
+        self, taskset_id: int, *, reviewed: bool = True
+    ) -> list[StoredAnswer]:
+        """Every answer of a set with its item, oldest first (for raw export and aggregation).
+
+        With ``reviewed``, an answer that reviews settled wrong gives way to its reviewer's
+        correction: the right label, answered from the reviewer's seat, so that weighted
+        aggregation trusts it as much as that reviewer."""
+        corrections = await self.reviews.corrections(taskset_id) if reviewed else {}
         async with self.sessions() as session:
             result = await session.execute(
                 select(
+                    Answer.id,
                     Item.external_id.label("item_id"),
                     Answer.worker_id,
                     Answer.kind,
@@ -488,7 +497,23 @@ class LabelStore:
                 .where(Answer.taskset_id == taskset_id)
                 .order_by(Answer.id)
             )
-            return [read_row(StoredAnswer, row) for row in result]
+            answers = []
+            for row in result:
+                if row.id not in corrections:
+                    answers.append(read_row(StoredAnswer, row))
+                elif (fix := corrections[row.id]) is not None:
+                    answers.append(
+                        StoredAnswer(
+                            item_id=row.item_id,
+                            worker_id=fix.reviewer_id,
+                            kind=AnswerKind.LABEL,
+                            label=fix.label,
+                            seconds=0.0,
+                            created_at=fix.reviewed_at,
+                            membership=fix.membership,
+                        )
+                    )
+            return answers
 
     async def worker_scores(self, taskset_id: int) -> list[WorkerScore]:
         """Per worker in a set: gold score, speed, label mix, standing and earnings."""

@@ -94,6 +94,24 @@ def review_outcome(verdicts: Sequence[bool]) -> bool | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One review of an answer, in the order of the rounds."""
+
+    reviewer: int
+    correct: bool
+    corrected: str | None  # the right label a ❌ named
+
+
+def correction(verdicts: Sequence[Verdict]) -> tuple[bool, Verdict | None]:
+    """Whether the reviews settled the answer wrong, and if so the ❌ whose right label takes
+    its place in aggregation: the last that named one (None when none did)."""
+    if review_outcome([verdict.correct for verdict in verdicts]) is not False:
+        return False, None
+    named = [v for v in verdicts if not v.correct and v.corrected is not None]
+    return True, named[-1] if named else None
+
+
 def agreement(pairs: Sequence[tuple[bool, bool]]) -> float | None:
     """The share of pairs of verdicts on the same answer that agree; None without pairs."""
     if not pairs:

@@ -45,8 +45,8 @@ def start_demo(cwd: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    stdout, stderr = process.communicate(timeout=120)
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=timeout)
     return process.returncode, stdout, stderr
 
 
@@ -133,3 +133,48 @@ def test_postgres_gives_the_same_run_and_a_used_database_is_refused(
     code, _, stderr = finish(start_demo(tmp_path, "--database-url", db_url, "demo"))
     assert code == 2
     assert "needs an empty database" in stderr
+
+
+REVIEWS = re.compile(
+    r"^Reviews: (\d+) done \((\d+) answers found wrong\), (\d+) gold reviews, (\d+) waiting; "
+    r"reviewer agreement (\d+)%"
+)
+
+
+def review_demo(out: Path, *database: str) -> Run:
+    command = [*database, "demo", "--scenario", "review", "--out", str(out)]
+    # Twice the default demo's work (the reviews), on a machine other tests may share.
+    code, stdout, stderr = finish(start_demo(out, *command), timeout=600)
+    assert code == 0, stderr
+    return Run(out, stdout)
+
+
+@pytest.fixture(scope="module")
+def review_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return review_demo(tmp_path_factory.mktemp("review-demo"))
+
+
+def test_the_review_scenario_reviews_in_the_loop_and_pays_off(review_run: Run) -> None:
+    [found] = [match for line in review_run.lines if (match := REVIEWS.match(line))]
+    done, wrong, gold, _waiting, _agreement = (int(value) for value in found.groups())
+    assert done > 0 and gold > 0 and 0 < wrong < done
+    # Reviewers are the workers who reached the level: never a spammer for long, and the
+    # careful ones among them.
+    reviewers = [
+        line for line in review_run.lines if line.startswith("  • ") and "reviews," in line
+    ]
+    assert any("(careful)" in line for line in reviewers)
+    _honest, everyone, controlled = accuracy(review_run)
+    assert ACCURACY.match(review_run.lines[-1])
+    assert controlled > everyone
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_the_review_scenario_is_the_same_on_postgres(
+    db_url: str, review_run: Run, tmp_path: Path
+) -> None:
+    run = review_demo(tmp_path, "--database-url", db_url)
+
+    assert run.lines == review_run.lines
+    for name in EXPORTS:
+        assert (run.out / name).read_bytes() == (review_run.out / name).read_bytes(), name

@@ -158,6 +158,13 @@ async def test_two_wrong_verdicts_score_reverse_and_ask_one_more_answer(
         store, select(func.count()).select_from(Review).where(Review.verdict.is_not(None))
     )
     assert rewards == done == 3  # every review paid once (worker 3 also passed worker 2's)
+    # In aggregation, the reviewers' right label takes the wrong answer's place.
+    counted = [
+        (a.worker_id, a.label) for a in await store.answers_for_export(1) if a.item_id == "t0"
+    ]
+    assert counted == [(3, "negative")]
+    given = [(a.worker_id, a.label) for a in await store.answers_for_export(1, reviewed=False)]
+    assert (1, "positive") in given
     await consistent(store)
 
 

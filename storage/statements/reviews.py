@@ -287,6 +287,28 @@ INSERT_REVIEW_REWARD = insert(LedgerEntry).values(
 
 # ------------------------------------------------------------------ the stream's state
 
+# Every verdict on the set's answers (gold reviews aside), round by round, with the standing of
+# the reviewer, whose seat a correction takes in aggregation.
+SET_VERDICTS = (
+    select(
+        Review.answer_id,
+        Review.worker_id,
+        Review.verdict,
+        Review.corrected_label,
+        Review.reviewed_at,
+        Membership.status.label("membership"),
+    )
+    .join(
+        Membership,
+        and_(
+            Membership.worker_id == Review.worker_id,
+            Membership.taskset_id == Review.taskset_id,
+        ),
+    )
+    .where(Review.taskset_id == TASKSET, NOT_GOLD, Review.verdict.is_not(None))
+    .order_by(Review.answer_id, Review.round)
+)
+
 _verdicts = aliased(Review)
 REVIEW_COUNTS = select(
     func.count().filter(Review.verdict.is_(None)).label("waiting"),
