@@ -5,9 +5,11 @@ a verdict is recorded like an answer: idempotent on the lease token, the next ta
 from __future__ import annotations
 
 import asyncio
+import re
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import BadRequest
+from telegram.ext import MessageHandler, filters
 
 from handlers import texts
 from handlers.callbacks import (
@@ -18,7 +20,14 @@ from handlers.callbacks import (
     encode_verdict,
     encode_wrong,
 )
-from handlers.registry import ButtonRoute, Routes, answer_query, decoded_tap, reject_tap
+from handlers.registry import (
+    ButtonRoute,
+    RepliesToPrompt,
+    Routes,
+    answer_query,
+    decoded_tap,
+    reject_tap,
+)
 from handlers.services import Context
 from handlers.worker import (
     on_cards,
@@ -28,9 +37,13 @@ from handlers.worker import (
     show_on_card,
     tell_reviewer_change,
 )
-from storage.results import NoItem, Rejected, Reviewed, TaskSetView
+from storage.results import NoItem, Rejected, Rejection, Reviewed, TaskSetView
 
 EXAMPLE_TOKEN = "tok3n-0123456789"
+# After ❌ on a typed or voice answer: a prompt to reply to, so that the correction is never
+# taken for an answer (handlers/replies.py takes every other message).
+CORRECTION_PROMPT = "Review #{id}: if you like, reply with the right text."
+CORRECTION_PROMPT_RE = re.compile(r"^Review #(\d+):")
 
 
 def right_label_keyboard(token: str, view: TaskSetView, given: int) -> InlineKeyboardMarkup:
@@ -87,6 +100,8 @@ async def verdict(update: Update, context: Context) -> None:
             await show_on_card(context, message, card_head(outcome), outcome.next)
         finally:
             await toast
+        if outcome.correction_wanted is not None:
+            await ask_correction(context, chat_id, outcome.correction_wanted)
         return
     if message is not None:
         body = message.text if message.text is not None else message.caption
@@ -100,12 +115,38 @@ async def verdict(update: Update, context: Context) -> None:
     if outcome.gold is not None:
         await context.bot.send_message(chat_id, texts.gold_review_feedback(outcome.gold))
     await tell_reviewer_change(context, chat_id, outcome.reviewer_change, outcome.next)
+    if outcome.correction_wanted is not None:
+        await ask_correction(context, chat_id, outcome.correction_wanted)
     change, view = outcome.status_change, outcome.next.taskset
     if change is not None and change.reversed_minor and isinstance(outcome.next, NoItem) and view:
         await context.bot.send_message(
             chat_id, texts.reversed_on_suspension(change.reversed_minor, view)
         )
     await show(context, chat_id, outcome.next)
+
+
+async def ask_correction(context: Context, chat_id: int, review_id: int) -> None:
+    await context.bot.send_message(
+        chat_id,
+        CORRECTION_PROMPT.format(id=review_id),
+        reply_markup=ForceReply(input_field_placeholder=texts.REVIEW_CORRECTION_PLACEHOLDER),
+    )
+
+
+async def correction(update: Update, context: Context) -> None:
+    """A reply to the correction prompt: the right text, found by the review id in it."""
+    message = update.effective_message
+    if message is None or message.reply_to_message is None or message.from_user is None:
+        return
+    match = CORRECTION_PROMPT_RE.match(message.reply_to_message.text or "")
+    if match is None or not message.text:
+        return
+    saved = await context.bot_data.store.reviews.set_correction(
+        int(match.group(1)), message.from_user.id, message.text
+    )
+    await message.reply_text(
+        texts.REVIEW_CORRECTION_SAVED if saved else texts.ALERTS[Rejection.FORGED]
+    )
 
 
 def card_head(outcome: Reviewed) -> str:
@@ -127,5 +168,15 @@ ROUTES = Routes(
     buttons=[
         ButtonRoute(REVIEW_PATTERN, verdict, example=encode_verdict(EXAMPLE_TOKEN, True)),
         ButtonRoute(REVIEW_WRONG_PATTERN, wrong, example=encode_wrong(EXAMPLE_TOKEN, 1)),
+    ],
+    others=[
+        MessageHandler(
+            filters.ChatType.PRIVATE
+            & filters.UpdateType.MESSAGE
+            & filters.TEXT
+            & ~filters.COMMAND
+            & RepliesToPrompt(CORRECTION_PROMPT_RE),
+            correction,
+        ),
     ],
 )

@@ -245,6 +245,10 @@ REVIEW_WRONG_BUTTON = "❌ Wrong"
 PICK_RIGHT_LABEL = "❌ Wrong. Which label is right?"
 
 
+REVIEW_CORRECTION_SAVED = "Thanks – your correction is saved with the review."
+REVIEW_CORRECTION_PLACEHOLDER = "The right text"
+
+
 def review_body(text: str | None, question: str, given: str) -> str:
     """A review task: the item, and the answer under review."""
     parts = ["Review"]

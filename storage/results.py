@@ -173,6 +173,8 @@ class Reviewed:
     status_change: StatusChange | None
     reviewer_change: bool | None
     next: NextItem
+    # ❌ on a typed or voice answer: the review whose right text the reviewer may send.
+    correction_wanted: int | None = None
 
 
 ReviewOutcome = Reviewed | Rejected

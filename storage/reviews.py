@@ -61,6 +61,7 @@ from storage.statements.reviews import (
     REVIEW_COUNTS,
     REVIEWER_SCORES,
     SCORE,
+    SET_CORRECTED_TEXT,
     SET_REVIEWER,
     SET_VERDICTS,
     STANDING_OF,
@@ -356,9 +357,27 @@ class Reviews:
         following = await labeling._lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
         )
+        typed = AnswerKind(claim.answer_kind) in (AnswerKind.TEXT, AnswerKind.VOICE)
         return Reviewed(
-            verdict_text(view, verdict, corrected_label), gold, change, level, following
+            verdict_text(view, verdict, corrected_label),
+            gold,
+            change,
+            level,
+            following,
+            correction_wanted=claim.id if typed and not correct and not claim.is_gold else None,
         )
+
+    async def set_correction(self, review_id: int, worker_id: int, text: str) -> bool:
+        """The right text a reviewer sent after ❌ on a typed or voice answer; False when the
+        review is not theirs or not a ❌ (a forged or forwarded prompt)."""
+        return await self.labeling.driver.transaction(
+            self._set_correction, review_id, worker_id, text
+        )
+
+    @staticmethod
+    async def _set_correction(tx: Transaction, review_id: int, worker_id: int, text: str) -> bool:
+        params = {"review": review_id, "worker": worker_id, "text": text.strip()}
+        return bool(await tx.run(SET_CORRECTED_TEXT, params))
 
     @staticmethod
     async def _pay(

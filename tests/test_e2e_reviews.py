@@ -7,9 +7,13 @@ import os
 import subprocess
 import sys
 
+from sqlalchemy import select
+
 from bot.app import LabelBotApp
 from bot.fakegram import FakeTelegram
+from storage.models import Answer, Review, ReviewVerdict
 from tests.factories import make_spec
+from tests.test_e2e_replies import reply_spec
 from tests.test_e2e_worker import newer_than, settled, store_of
 
 RULE = {"sample": 1.0, "reward": "0.01", "min_answers": 1, "min_gold_accuracy": 0.0}
@@ -68,3 +72,40 @@ async def test_a_reviewer_is_promoted_and_reviews_in_the_same_loop(
     # Bob's ❌ waits for a second reviewer; Ann's and Bob's answers were both queued.
     assert "reviews of sentiment: 2 waiting, 1 done, 0 gold reviews done" in process.stdout
     assert "Ann" in process.stdout and "0%" in process.stdout  # 0 of 1 accepted so far
+
+
+async def test_after_a_wrong_on_a_typed_answer_the_reviewer_may_type_the_right_text(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    rule = {"text": 1.0, "min_answers": 1, "min_gold_accuracy": 0.0}
+    await store_of(bot).load_taskset(reply_spec(items=4, review=rule))
+    ann, bob = telegram.user(211, "Ann"), telegram.user(212, "Bob")
+    await ann.send_text("/start")
+    await ann.wait_for("Item 1")
+    await settled(bot, telegram)
+    await ann.send_text("the cat sat on a mat")
+    await ann.wait_for("Item 2")
+
+    await bob.send_text("/start")
+    await bob.wait_for("Item 1")
+    await settled(bot, telegram)
+    await bob.send_text("a bird in the hand")
+    review = await bob.wait_for(lambda m: m.get("text", "").startswith("Review"))
+    assert "Answer given: the cat sat on a mat" in review["text"]
+    await bob.press("❌ Wrong", message_id=review["message_id"])
+    prompt = await bob.wait_for("Review #")
+    [asked] = [c for c in telegram.calls if "Review #" in str(c.params.get("text"))]
+    assert asked.params["reply_markup"]["force_reply"] is True  # the phone opens a reply
+    await settled(bot, telegram)
+    await bob.send_text("the cat sat on the mat", reply_to=prompt)
+    await bob.wait_for("your correction is saved")
+    await settled(bot, telegram)
+
+    async with store_of(bot).sessions() as session:
+        reviews = (await session.scalars(select(Review).where(Review.worker_id == 212))).all()
+        answers = (await session.scalars(select(Answer).where(Answer.worker_id == 212))).all()
+    assert [(r.verdict, r.corrected_text) for r in reviews] == [
+        (ReviewVerdict.WRONG, "the cat sat on the mat")
+    ]
+    # The correction was not taken for an answer to Bob's next item.
+    assert [a.text for a in answers] == ["a bird in the hand"]

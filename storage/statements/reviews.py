@@ -240,6 +240,16 @@ RECORD_VERDICT = (
         reviewed_at=NOW,
     )
 )
+SET_CORRECTED_TEXT = (
+    update(Review)
+    .where(
+        Review.id == bindparam("review"),
+        Review.worker_id == REVIEWER,
+        Review.verdict == ReviewVerdict.WRONG,
+        Review.is_gold.is_(False),
+    )
+    .values(corrected_text=bindparam("text", type_=Review.corrected_text.type))
+)
 VERDICTS_OF_ANSWER = (
     select(Review.verdict)
     .where(Review.answer_id == bindparam("answer"), NOT_GOLD, Review.verdict.is_not(None))
