@@ -18,10 +18,10 @@ ANSWER_PATTERN = re.compile(r"^a:([A-Za-z0-9_-]{8,32}):(\d{1,2}|s|u)$")
 DISPUTE_PATTERN = re.compile(r"^d:(\d{1,18})$")
 JOIN_PATTERN = re.compile(r"^j:(\d{1,18})$")
 # A review's verdict, ``r:<token>:<y|n|label index>``: correct, wrong, or wrong with the right
-# label; and its ❌ on a labeled answer, ``rx:<token>:<given label index>``, which asks for the
-# right label before anything is recorded.
+# label; and its ❌ on a labeled (or "Not sure") answer, ``rx:<token>:<given label index|->``,
+# which asks for the right label before anything is recorded.
 REVIEW_PATTERN = re.compile(r"^r:([A-Za-z0-9_-]{8,32}):(y|n|\d{1,2})$")
-REVIEW_WRONG_PATTERN = re.compile(r"^rx:([A-Za-z0-9_-]{8,32}):(\d{1,2})$")
+REVIEW_WRONG_PATTERN = re.compile(r"^rx:([A-Za-z0-9_-]{8,32}):(\d{1,2}|-)$")
 
 _CHOICE_CODES: dict[str, Literal["skip", "unsure"]] = {"s": "skip", "u": "unsure"}
 
@@ -74,16 +74,20 @@ def decode_verdict(data: str) -> VerdictData | None:
 @dataclass(frozen=True, slots=True)
 class WrongData:
     token: str
-    given: int  # the index of the label under review, left out of the choice of the right one
+    # The index of the label under review, left out of the choice of the right one (None for
+    # a "Not sure" answer: every label is offered).
+    given: int | None
 
 
-def encode_wrong(token: str, given: int) -> str:
-    return encode_parts("rx", token, given)
+def encode_wrong(token: str, given: int | None) -> str:
+    return encode_parts("rx", token, "-" if given is None else given)
 
 
 def decode_wrong(data: str) -> WrongData | None:
     parts = decode_parts(REVIEW_WRONG_PATTERN, data)
-    return WrongData(parts[0], int(parts[1])) if parts else None
+    if parts is None:
+        return None
+    return WrongData(parts[0], None if parts[1] == "-" else int(parts[1]))
 
 
 def encode_dispute(answer_id: int) -> str:

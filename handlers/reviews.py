@@ -46,7 +46,7 @@ CORRECTION_PROMPT = "Review #{id}: if you like, reply with the right text."
 CORRECTION_PROMPT_RE = re.compile(r"^Review #(\d+):")
 
 
-def right_label_keyboard(token: str, view: TaskSetView, given: int) -> InlineKeyboardMarkup:
+def right_label_keyboard(token: str, view: TaskSetView, given: int | None) -> InlineKeyboardMarkup:
     """Every label but the one under review; a tap records ❌ with that label as the right one."""
     return InlineKeyboardMarkup(
         [
@@ -58,13 +58,14 @@ def right_label_keyboard(token: str, view: TaskSetView, given: int) -> InlineKey
 
 
 async def wrong(update: Update, context: Context) -> None:
-    """❌ on a labeled answer: nothing is stored yet; the buttons become the other labels."""
+    """❌ on a labeled or "Not sure" answer: nothing is stored yet; the buttons become the
+    labels to choose the right one from."""
     tap = await decoded_tap(update, decode_wrong)
     if tap is None:
         return
     query, data = tap
     view = await context.bot_data.store.current_taskset(query.from_user.id)
-    if view is None or not 0 <= data.given < len(view.labels):
+    if view is None or (data.given is not None and not 0 <= data.given < len(view.labels)):
         await reject_tap(query)
         return
     await answer_query(query, texts.PICK_RIGHT_LABEL)

@@ -45,7 +45,7 @@ from handlers.registry import (
     reject_tap,
 )
 from handlers.services import Context
-from storage.models import MembershipStatus
+from storage.models import AnswerKind, MembershipStatus
 from storage.results import (
     NextItem,
     NoItem,
@@ -78,10 +78,12 @@ def task_body(served: ServedItem) -> str:
 
 
 def review_keyboard(served: ServedItem, review: UnderReview) -> list[list[Button]]:
-    """✅ Correct / ❌ Wrong; ❌ on a label asks for the right one before anything is stored."""
+    """✅ Correct / ❌ Wrong; ❌ on a label or a "Not sure" asks for the right label before
+    anything is stored (on a typed or voice answer it is stored at once)."""
+    picks_label = review.kind in (AnswerKind.LABEL, AnswerKind.UNSURE)
     wrong = (
         encode_wrong(served.token, review.label_index)
-        if review.label_index is not None
+        if picks_label
         else encode_verdict(served.token, False)
     )
     return [

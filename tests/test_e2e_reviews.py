@@ -109,3 +109,29 @@ async def test_after_a_wrong_on_a_typed_answer_the_reviewer_may_type_the_right_t
     ]
     # The correction was not taken for an answer to Bob's next item.
     assert [a.text for a in answers] == ["a bird in the hand"]
+
+
+async def test_a_not_sure_answer_is_reviewed_with_every_label_to_choose_from(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    rule = {"not_sure": True, "min_answers": 1, "min_gold_accuracy": 0.0}
+    await store_of(bot).load_taskset(make_spec(items=4, overlap=1, review=rule))
+    ann, bob = telegram.user(221, "Ann"), telegram.user(222, "Bob")
+    await ann.send_text("/start")
+    await ann.press("Not sure", message_id=(await ann.wait_for("Item 1"))["message_id"])
+    await ann.wait_for("Item 2")
+    await bob.send_text("/start")
+    await bob.press("positive", message_id=(await bob.wait_for("Item 1"))["message_id"])
+    review = await bob.wait_for(lambda m: m.get("text", "").startswith("Review"))
+    assert "Answer given: Not sure" in review["text"]
+
+    await bob.press("❌ Wrong", message_id=review["message_id"])
+    await settled(bot, telegram)
+    [picked] = [m for m in bob.messages if m["message_id"] == review["message_id"]]
+    labels = [row[0]["text"] for row in picked["reply_markup"]["inline_keyboard"]]
+    assert labels == ["positive", "negative", "neutral"]
+    await bob.press("neutral", message_id=review["message_id"])
+    await bob.wait_for(newer_than(review["message_id"]))
+    await settled(bot, telegram)
+    [done] = [m for m in bob.messages if m["message_id"] == review["message_id"]]
+    assert done["text"].endswith("✓ Your review: Wrong → neutral")
