@@ -316,7 +316,7 @@ CHART_ME_CAPTION = "📈 Your answers per day and your accuracy on control quest
 CHART_NOTHING = "No answers in the last 14 days yet: the chart starts with your first answer."
 MYDATA_CAPTION = (
     "🗂 Everything labelbot stores about you: profile, task sets, answers, earnings ledger, "
-    "disputes and daily counts."
+    "disputes, reviews and daily counts."
 )
 MYDATA_FILE = "my-labelbot-data.json"
 UNKNOWN_PERSON = "I have no data about you: you never sent /start (or erased your data)."

@@ -107,6 +107,7 @@ class Privacy:
                         "answers": m.answers,
                         "control_answers": m.gold_answers,
                         "control_correct": m.gold_correct,
+                        "reviewer": m.reviewer,
                         "joined_at": m.joined_at,
                     }
                     for m in await session.scalars(
@@ -183,6 +184,30 @@ class Privacy:
                         .join(Item, Item.id == Answer.item_id)
                         .where(Answer.worker_id == worker_id)
                         .order_by(Dispute.id)
+                    )
+                ],
+                "reviews": [
+                    {
+                        "taskset": names.get(row.taskset_id),
+                        "item": row.external_id,
+                        "verdict": row.verdict,
+                        "corrected_label": row.corrected_label,
+                        "corrected_text": row.corrected_text,
+                        "reviewed_at": row.reviewed_at,
+                    }
+                    for row in await session.execute(
+                        select(
+                            Review.taskset_id,
+                            Item.external_id,
+                            Review.verdict,
+                            Review.corrected_label,
+                            Review.corrected_text,
+                            Review.reviewed_at,
+                        )
+                        .join(Answer, Answer.id == Review.answer_id)
+                        .join(Item, Item.id == Answer.item_id)
+                        .where(Review.worker_id == worker_id, Review.verdict.is_not(None))
+                        .order_by(Review.id)
                     )
                 ],
                 "daily_counts": [

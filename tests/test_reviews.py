@@ -165,6 +165,14 @@ async def test_two_wrong_verdicts_score_reverse_and_ask_one_more_answer(
     assert counted == [(3, "negative")]
     given = [(a.worker_id, a.label) for a in await store.answers_for_export(1, reviewed=False)]
     assert (1, "positive") in given
+    # A reviewer's verdicts are part of what /mydata sends them, and /delete keeps them.
+    mine = await store.privacy.export(3)
+    assert mine is not None
+    assert [(r["item"], r["verdict"], r["corrected_label"]) for r in mine["reviews"]] == [
+        ("t2", "correct", None),
+        ("t0", "wrong", "negative"),
+    ]
+    assert await store.privacy.erase(3) is not None
     await consistent(store)
 
 
