@@ -218,7 +218,7 @@ def preview_keyboard(spec: TaskSetSpec) -> InlineKeyboard:
 async def preview(context: Context, chat_id: int, taskset_id: int, spec: TaskSetSpec) -> None:
     """The first item exactly as a worker will see it, then the summary with Publish/Cancel."""
     first = spec.items[0]
-    body = item_body(1, first.text, spec.question)
+    body = item_body(1, first.text, texts.item_question(spec, spec.question))
     buttons = preview_keyboard(spec)
     bot = context.bot
     problem = None

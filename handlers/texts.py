@@ -113,11 +113,11 @@ def reply_prompt(rules: ReplyRules) -> str:
     return f"🎙 Send {voice}."
 
 
-def item_question(taskset: TaskSetView) -> str:
+def item_question(rules: ReplyRules, question: str) -> str:
     """The question under an item; a set answered by typing or voice says what to send."""
-    if taskset.answer == "labels":
-        return taskset.question
-    return f"{taskset.question}\n{reply_prompt(taskset)}"
+    if rules.answer == "labels":
+        return question
+    return f"{question}\n{reply_prompt(rules)}"
 
 
 def unfit_reason(problem: ReplyProblem, rules: ReplyRules) -> str:
@@ -614,7 +614,11 @@ def draft_summary(spec: TaskSetSpec, problem: str | None) -> str:
     lines = [
         f"Draft “{spec.title}” ({spec.name})",
         f"Items: {regular} to label, {gold} gold",
-        f"Labels: {', '.join(label.text for label in spec.labels)}",
+        (
+            f"Labels: {', '.join(label.text for label in spec.labels)}"
+            if spec.answer == "labels"
+            else f"Answers: {reply_prompt(spec)}"
+        ),
         f"Overlap: {answers} answers per item",
         f"Reward: {reward} per answer",
         f"Estimated cost: {regular} × {answers} × {reward} = {cost} (gold answers on top)",

@@ -74,7 +74,8 @@ def task_body(served: ServedItem) -> str:
     """An item as the worker reads it, or a review task with the answer under review."""
     if served.review is not None:
         return texts.review_body(served.text, served.taskset.question, served.review.given)
-    return item_body(served.number, served.text, texts.item_question(served.taskset))
+    question = texts.item_question(served.taskset, served.taskset.question)
+    return item_body(served.number, served.text, question)
 
 
 def review_keyboard(served: ServedItem, review: UnderReview) -> list[list[Button]]:

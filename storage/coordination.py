@@ -496,7 +496,8 @@ class Coordination:
                         Dispute.id,
                         Dispute.reason,
                         Answer.worker_id,
-                        Answer.label,
+                        # A typed answer has no label: the coordinator reads its text.
+                        func.coalesce(Answer.label, Answer.text).label("label"),
                         Item.external_id,
                         Item.text,
                         Item.media_kind,

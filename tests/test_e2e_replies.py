@@ -17,7 +17,7 @@ from handlers import texts
 from handlers.flood import BURST
 from storage.models import Answer, AnswerKind, Assignment, AssignmentState, LedgerEntry
 from tasksets.spec import TaskSetSpec
-from tests.conftest import Clock
+from tests.conftest import Clock, running_bot
 from tests.test_e2e_worker import answers_in_db, newer_than, settled, store_of
 
 SENTENCES = ["the cat sat on the mat", "a bird in the hand", "all is well that ends well"]
@@ -294,6 +294,8 @@ async def test_gold_text_is_judged_by_word_error_rate_and_feedback_shows_it(
     await bob.send_text("a slow brown fox")  # two words in four
     wrong = await bob.wait_for("❌")
     assert wrong["text"] == "❌ The expected answer was “the quick brown fox”."
+    await bob.press("Dispute", message_id=wrong["message_id"])
+    await bob.wait_for("Dispute #")
     await settled(bot, telegram)
     async with store_of(bot).sessions() as session:
         rows = await session.execute(select(Answer.worker_id, Answer.text).order_by(Answer.id))
@@ -308,6 +310,8 @@ async def test_gold_text_is_judged_by_word_error_rate_and_feedback_shows_it(
     assert scores == {108: (2, 2), 109: (0, 1)}
     [progress] = await store_of(bot).taskset_progress()
     assert (progress.gold_answers, progress.gold_correct) == (3, 2)
+    case = await store_of(bot).coordination.next_dispute(progress.taskset_id)
+    assert case is not None and (case.worker_id, case.answer) == (109, "a slow brown fox")
     await no_violations(bot)
 
 
@@ -371,3 +375,18 @@ async def test_a_reply_after_the_item_went_to_someone_else_is_not_stored(
         (113, "the cat sat on the mat")
     ]
     await no_violations(bot)
+
+
+async def test_a_coordinator_previews_a_typed_set_as_workers_will_see_it(
+    telegram: FakeTelegram, db_url: str, clock: Clock
+) -> None:
+    spec = reply_spec("voice", max_seconds=15)
+    content = spec.model_dump_json(exclude_defaults=True, exclude={"labels"}).encode()
+    async with running_bot(telegram, db_url, clock, rate_limit=0, coordinators=frozenset({9})):
+        cora = telegram.user(9, "Cora")
+        await cora.send_document(content, "voice-set.json")
+        summary = await cora.wait_for("Draft")
+        preview = await cora.wait_for("Item 1")
+    assert "Answers: 🎙 Send a voice note of up to 15 s." in summary["text"]
+    assert preview["text"].endswith("What does it say?\n🎙 Send a voice note of up to 15 s.")
+    assert buttons(preview) == ["Skip", "Not sure"]
