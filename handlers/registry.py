@@ -85,12 +85,13 @@ async def reject_tap(query: CallbackQuery) -> None:
 
 
 class RepliesToPrompt(filters.MessageFilter):
-    """Messages that reply to one of the bot's prompts (its text matches ``pattern``). Any other
-    message of a worker may be a typed answer, so a prompt's handler takes only these."""
+    """Messages that reply to one of the bot's prompts (its text matches one of ``patterns``).
+    Any other message of a worker may be a typed answer, so a prompt's handler takes only
+    these, and the typed answers' handler none of them."""
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        super().__init__(name=f"RepliesToPrompt({pattern.pattern!r})")
-        self.pattern = pattern
+    def __init__(self, *patterns: re.Pattern[str]) -> None:
+        super().__init__(name=f"RepliesToPrompt{tuple(p.pattern for p in patterns)!r}")
+        self.patterns = patterns
 
     def filter(self, message: Message) -> bool:
         prompt = message.reply_to_message
@@ -98,7 +99,7 @@ class RepliesToPrompt(filters.MessageFilter):
             prompt is not None
             and prompt.from_user is not None
             and prompt.from_user.is_bot
-            and self.pattern.match(prompt.text or "") is not None
+            and any(pattern.match(prompt.text or "") for pattern in self.patterns)
         )
 
 

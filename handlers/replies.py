@@ -14,9 +14,16 @@ from telegram.error import BadRequest
 from telegram.ext import MessageHandler, filters
 
 from handlers import texts
-from handlers.registry import Routes
+from handlers.registry import RepliesToPrompt, Routes
 from handlers.services import Context
-from handlers.worker import LOST_REPLY_SECONDS, on_cards, outcome_news, show, tell_outcome
+from handlers.worker import (
+    DISPUTE_PROMPT_RE,
+    LOST_REPLY_SECONDS,
+    on_cards,
+    outcome_news,
+    show,
+    tell_outcome,
+)
 from storage.results import (
     Edited,
     EditRefusal,
@@ -113,7 +120,8 @@ ROUTES = Routes(
             filters.ChatType.PRIVATE
             & filters.UpdateType.MESSAGE
             & ~filters.COMMAND
-            & ~filters.Document.ALL,
+            & ~filters.Document.ALL
+            & ~RepliesToPrompt(DISPUTE_PROMPT_RE),  # a voice note there is no answer either
             answer_by_message,
         ),
         MessageHandler(

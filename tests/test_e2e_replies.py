@@ -295,7 +295,11 @@ async def test_gold_text_is_judged_by_word_error_rate_and_feedback_shows_it(
     wrong = await bob.wait_for("❌")
     assert wrong["text"] == "❌ The expected answer was “the quick brown fox”."
     await bob.press("Dispute", message_id=wrong["message_id"])
-    await bob.wait_for("Dispute #")
+    prompt = await bob.wait_for("Dispute #")
+    await bob.send_voice(3, reply_to=prompt)  # a reply to a prompt is no answer
+    await bob.send_text("fox is right but quick is wrong", reply_to=prompt)
+    await bob.wait_for("a coordinator will review")
+    assert not any("another kind of answer" in text for text in bob.texts())
     await settled(bot, telegram)
     async with store_of(bot).sessions() as session:
         rows = await session.execute(select(Answer.worker_id, Answer.text).order_by(Answer.id))
@@ -312,6 +316,7 @@ async def test_gold_text_is_judged_by_word_error_rate_and_feedback_shows_it(
     assert (progress.gold_answers, progress.gold_correct) == (3, 2)
     case = await store_of(bot).coordination.next_dispute(progress.taskset_id)
     assert case is not None and (case.worker_id, case.answer) == (109, "a slow brown fox")
+    assert case.reason == "fox is right but quick is wrong"
     await no_violations(bot)
 
 
