@@ -15,6 +15,7 @@ from telegram.ext import MessageHandler, filters
 
 from handlers import texts
 from handlers.registry import RepliesToPrompt, Routes
+from handlers.reviews import CORRECTION_PROMPT_RE
 from handlers.services import Context
 from handlers.worker import (
     DISPUTE_PROMPT_RE,
@@ -121,7 +122,8 @@ ROUTES = Routes(
             & filters.UpdateType.MESSAGE
             & ~filters.COMMAND
             & ~filters.Document.ALL
-            & ~RepliesToPrompt(DISPUTE_PROMPT_RE),  # a voice note there is no answer either
+            # A reply to a prompt (a voice note there, say) is no answer either.
+            & ~RepliesToPrompt(DISPUTE_PROMPT_RE, CORRECTION_PROMPT_RE),
             answer_by_message,
         ),
         MessageHandler(

@@ -162,6 +162,7 @@ EDIT_REFUSED = {
         "That was a control question and you have seen the expected answer, "
         "so your first answer stays."
     ),
+    EditRefusal.REVIEWED: "A reviewer has checked that answer already, so it stays as it was.",
 }
 
 

@@ -392,7 +392,8 @@ class Labeling:
 
     async def edit_reply(self, worker_id: int, reply_message_id: int, text: str) -> EditOutcome:
         """The worker edited the message that carried their typed answer: within EDIT_WINDOW
-        the edit replaces the answer, unless a gold answer was judged already. A repeated edit
+        the edit replaces the answer, unless a gold answer was judged already or a reviewer took
+        it. A repeated edit
         (a redelivered update) changes nothing and says so."""
         return await self._driver.transaction(
             self._edit_reply, worker_id, reply_message_id, text, self.clock()
@@ -410,6 +411,8 @@ class Labeling:
             return EditRefusal.UNCHANGED
         if answer.is_gold:  # the worker has seen the expected text since
             return EditRefusal.CHECKED
+        if answer.reviewed:
+            return EditRefusal.REVIEWED
         if now - as_utc(answer.created_at) > EDIT_WINDOW:
             return EditRefusal.TOO_LATE
         view, _policy = await self.catalog.get(tx, answer.taskset_id)

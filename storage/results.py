@@ -154,6 +154,7 @@ class EditRefusal(StrEnum):
     UNCHANGED = "unchanged"  # the answer says this already (a repeated edit)
     TOO_LATE = "too_late"  # past the edit window
     CHECKED = "checked"  # a gold answer was judged (and the worker saw the expected text)
+    REVIEWED = "reviewed"  # a reviewer took the answer (for a verdict on the text they read)
 
 
 @dataclass(frozen=True, slots=True)

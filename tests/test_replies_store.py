@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from storage.engine import create_engine
 from storage.models import Answer, MembershipStatus
-from storage.results import Recorded, Rejected, Rejection, ServedItem
+from storage.results import Edited, EditRefusal, Recorded, Rejected, Rejection, ServedItem
 from storage.store import LabelStore
 from tasksets.replies import Reply
 from tests.conftest import Clock
@@ -61,3 +61,27 @@ async def test_the_same_text_every_time_is_no_dominant_label(store: LabelStore) 
     assert [(s.worker_id, s.status, s.answers) for s in scores] == [
         (8, MembershipStatus.ACTIVE, 40)
     ]
+
+
+async def test_an_answer_a_reviewer_took_can_no_longer_be_edited(store: LabelStore) -> None:
+    rule = {"text": 1.0, "min_answers": 0, "min_gold_accuracy": 0.0}
+    taskset_id = await store.load_taskset(reply_spec(items=4, overlap=1, review=rule))
+    for worker in (1, 2):
+        await store.join(worker, f"Worker {worker}", taskset_id=taskset_id)
+    assert isinstance(await store.next_item_for(1), ServedItem)
+    assert isinstance(await store.record_reply(1, 10, Reply(text="teh cat")), Recorded)
+    assert isinstance(await store.record_reply(1, 11, Reply(text="a bird")), Recorded)
+
+    assert await store.edit_reply(1, 10, "the cat") == Edited("the cat")
+    assert isinstance(await store.next_item_for(2), ServedItem)
+    reviewer = await store.record_reply(2, 20, Reply(text="all is well"))  # now a reviewer
+    assert isinstance(reviewer, Recorded)
+    review = reviewer.next  # worker 2 now reads the answer to message 10
+    assert isinstance(review, ServedItem) and review.review is not None
+    assert review.review.given == "the cat"
+
+    assert await store.edit_reply(1, 10, "the cat sat") == EditRefusal.REVIEWED
+    assert await store.edit_reply(1, 11, "a bird in the hand") == Edited("a bird in the hand")
+    async with store.sessions() as session:
+        texts = await session.scalars(select(Answer.text).order_by(Answer.id))
+        assert list(texts) == ["the cat", "a bird in the hand", "all is well"]

@@ -3,9 +3,9 @@ carried (a redelivered or edited message finds it), and an edit of it."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 
-from storage.models import Answer, Assignment, AssignmentState, Item, Worker
+from storage.models import Answer, Assignment, AssignmentState, Item, Review, Worker
 
 # The worker's newest assignment in their current set: a message answers it while it is
 # leased (or expired: a late answer may still take a slot, as a late tap does).
@@ -30,6 +30,10 @@ REPLY_ANSWER = (
         Answer.voice_seconds,
         Answer.created_at,
         Item.is_gold,
+        # A reviewer took it (a verdict given, or being given on the text they were shown).
+        exists()
+        .where(Review.answer_id == Answer.id, Review.worker_id.is_not(None))
+        .label("reviewed"),
     )
     .join(Item, Item.id == Answer.item_id)
     .where(
