@@ -9,13 +9,12 @@ exposes this service as ``store.coordination``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
-    and_,
     case,
     delete,
     distinct,
@@ -45,10 +44,11 @@ from storage.results import TaskSetView, WorkerScore
 from storage.session_tx import SessionTransaction
 from storage.statements.leases import EXPIRE_WORKER_IN_SET, FREE_SLOTS
 from storage.statements.quality import REPLACE_ANSWERS_OF
-from storage.statements.tallies import ALL_SETS, REGRADE_TALLY
+from storage.statements.tallies import ALL_SETS, MOVE_GOLD_CORRECT, REGRADE_TALLY
 from tasksets.qualification import Qualification, qualification_verdict
 from tasksets.quality import QualityRules, gold_accuracy_reason, smoothed_accuracy
 from tasksets.standing import Period, period_start
+from tasksets.text import gold_text_matches
 
 if TYPE_CHECKING:
     from storage.store import LabelStore
@@ -168,6 +168,26 @@ class DisputeDecision:
     rescored: int  # workers whose gold score was recounted
     reinstated: list[int]
     suspended: list[tuple[int, str]]  # (worker, reason) now below the accuracy threshold
+
+
+@dataclass(slots=True)
+class Regraded:
+    """The answers to an item whose gold answer changed, judged again."""
+
+    workers: set[int] = field(default_factory=set)  # who answered it
+    right: list[int] = field(default_factory=list)  # answers the new gold answer proves right
+    # (worker, when they answered, +1 now right / -1 now wrong) per answer whose verdict moved
+    moves: list[tuple[int, datetime, int]] = field(default_factory=list)
+
+
+def gold_matches(gold: str | None, label: str | None, text: str | None, max_wer: float) -> bool:
+    """Whether an answer (a label, or a typed text) is right against a gold answer, as the
+    answer's own transaction judged it."""
+    if gold is None:
+        return False
+    if label is not None:
+        return label == gold
+    return text is not None and gold_text_matches(gold, text, max_wer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,9 +552,10 @@ class Coordination:
     async def decide_dispute(
         self, dispute_id: int, *, accept: bool, coordinator_id: int
     ) -> DisputeDecision | None:
-        """Accept (the gold label becomes the worker's answer, every affected worker's gold
-        score is recounted and their standing re-judged by the accuracy rule) or reject an open
-        dispute, in one transaction; None when it is not open (decided already, or no such)."""
+        """Accept (the gold answer becomes the worker's label or text, every answer to the item
+        is judged again, and the gold score and standing of who answered it follow) or reject
+        an open dispute, in one transaction; None when it is not open (decided already, or no
+        such)."""
         now = self.clock()
         async with self.sessions.begin() as session:
             row = (
@@ -542,12 +563,14 @@ class Coordination:
                     select(
                         Answer.worker_id,
                         Answer.label,
+                        Answer.text.label("answer_text"),
                         Answer.item_id,
                         Answer.taskset_id,
                         Item.gold_label,
                         Item.text,
                         TaskSet.quality,
                         TaskSet.qualification,
+                        TaskSet.gold_max_wer,
                     )
                     .join(Dispute, Dispute.answer_id == Answer.id)
                     .join(Item, Item.id == Answer.item_id)
@@ -569,7 +592,9 @@ class Coordination:
             if not decided.rowcount:  # type: ignore[attr-defined]
                 return None
             view = await self.store.view(row.taskset_id)
-            if not accept or row.label is None or row.label == row.gold_label:
+            # A label, or for a set answered by typing, the worker's text.
+            proposed = row.label if row.label is not None else row.answer_text
+            if not accept or proposed is None or proposed == row.gold_label:
                 return DisputeDecision(
                     accepted=accept,
                     view=view,
@@ -581,21 +606,18 @@ class Coordination:
                     reinstated=[],
                     suspended=[],
                 )
+            regraded = await self._regrade(
+                session, row.item_id, was=row.gold_label, now=proposed, max_wer=row.gold_max_wer
+            )
             await session.execute(
-                update(Item).where(Item.id == row.item_id).values(gold_label=row.label)
+                update(Item).where(Item.id == row.item_id).values(gold_label=proposed)
             )
-            await self._regrade_tallies(
-                session, row.taskset_id, row.item_id, was=row.gold_label, now=row.label
-            )
+            # Other waiting disputes the new gold answer proves right are settled with it.
             settled = await session.execute(
                 update(Dispute)
                 .where(
                     Dispute.status == DisputeStatus.OPEN,
-                    Dispute.answer_id.in_(
-                        select(Answer.id).where(
-                            Answer.item_id == row.item_id, Answer.label == row.label
-                        )
-                    ),
+                    Dispute.answer_id.in_(regraded.right),
                 )
                 .values(status=DisputeStatus.ACCEPTED, decided_at=now, decided_by=coordinator_id)
                 .returning(Dispute.answer_id)
@@ -614,38 +636,60 @@ class Coordination:
             qualification = (
                 Qualification.model_validate(row.qualification) if row.qualification else None
             )
-            reinstated, suspended, rescored = await self._rescore(
-                session, row.taskset_id, row.item_id, rules, qualification, now
+            reinstated, suspended = await self._rescore(
+                session, row.taskset_id, regraded, rules, qualification, now
             )
         return DisputeDecision(
             accepted=True,
             view=view,
             item_text=row.text,
-            gold=label_text(view, row.label),
+            gold=label_text(view, proposed),
             worker_id=row.worker_id,
             also_accepted=also,
-            rescored=rescored,
+            rescored=len(regraded.workers),
             reinstated=reinstated,
             suspended=suspended,
         )
+
+    @staticmethod
+    async def _regrade(
+        session: AsyncSession, item_id: int, *, was: str | None, now: str, max_wer: float
+    ) -> Regraded:
+        """Judge every control answer to the item against the old and the new gold answer
+        (labels by equality, typed answers by ``gold_text_matches``)."""
+        answers = await session.execute(
+            select(Answer.id, Answer.worker_id, Answer.label, Answer.text, Answer.created_at).where(
+                Answer.item_id == item_id, Answer.kind.in_((AnswerKind.LABEL, AnswerKind.TEXT))
+            )
+        )
+        regraded = Regraded()
+        for answer in answers:
+            before = gold_matches(was, answer.label, answer.text, max_wer)
+            after = gold_matches(now, answer.label, answer.text, max_wer)
+            regraded.workers.add(answer.worker_id)
+            if after:
+                regraded.right.append(answer.id)
+            if after != before:
+                regraded.moves.append(
+                    (answer.worker_id, as_utc(answer.created_at), 1 if after else -1)
+                )
+        return regraded
 
     async def _rescore(
         self,
         session: AsyncSession,
         taskset_id: int,
-        item_id: int,
+        regraded: Regraded,
         rules: QualityRules,
         qualification: Qualification | None,
         now: datetime,
-    ) -> tuple[list[int], list[tuple[int, str]], int]:
-        """Recount the gold score of everyone who labeled the corrected item, then re-judge
-        their standing by the accuracy rule: a worker it had suspended and who now passes is
-        reinstated; an active one who now fails is suspended; one who failed the
-        qualification and now passes it is let in. Returns (reinstated, suspended,
-        recounted)."""
-        affected = select(Answer.worker_id).where(
-            Answer.item_id == item_id, Answer.kind == AnswerKind.LABEL
-        )
+    ) -> tuple[list[int], list[tuple[int, str]]]:
+        """Move the gold score of everyone whose answer to the corrected item changed verdict
+        (in their standing and in the boards' tallies: control answers that reviews added stay
+        counted), then re-judge the standing of everyone who answered it: a worker the accuracy
+        rule had suspended and who now passes is reinstated; an active one who now fails is
+        suspended; one who failed the qualification and now passes it is let in. Returns
+        (reinstated, suspended)."""
         before = {
             member.worker_id: member
             for member in (
@@ -656,37 +700,52 @@ class Coordination:
                         Membership.status_reason,
                         Membership.gold_answers,
                         Membership.gold_correct,
-                    ).where(Membership.taskset_id == taskset_id, Membership.worker_id.in_(affected))
+                    ).where(
+                        Membership.taskset_id == taskset_id,
+                        Membership.worker_id.in_(regraded.workers),
+                    )
                 )
             ).all()
         }
-        gold_answer = and_(
-            Answer.worker_id == Membership.worker_id,
-            Answer.taskset_id == Membership.taskset_id,
-            Answer.kind == AnswerKind.LABEL,
-            Item.is_gold.is_(True),
-        )
-        counted = select(func.count()).select_from(Answer).join(Item, Item.id == Answer.item_id)
-        await session.execute(
-            update(Membership)
-            .where(Membership.taskset_id == taskset_id, Membership.worker_id.in_(affected))
-            .values(
-                gold_answers=counted.where(gold_answer).scalar_subquery(),
-                gold_correct=counted.where(
-                    gold_answer, Answer.label == Item.gold_label
-                ).scalar_subquery(),
+        per_worker: Counter[int] = Counter()
+        tallies: Counter[tuple[int, int, str, date]] = Counter()
+        for worker_id, answered_at, delta in regraded.moves:
+            per_worker[worker_id] += delta
+            for scope in (taskset_id, ALL_SETS):
+                for period in Period:
+                    start = period_start(period, answered_at)
+                    tallies[worker_id, scope, period.value, start] += delta
+        connection = await session.connection()
+        if any(per_worker.values()):
+            await connection.execute(
+                MOVE_GOLD_CORRECT,
+                [
+                    {"mover": worker_id, "in_set": taskset_id, "delta": delta}
+                    for worker_id, delta in per_worker.items()
+                    if delta
+                ],
             )
-        )
-        after = await session.execute(
-            select(Membership.worker_id, Membership.gold_answers, Membership.gold_correct).where(
-                Membership.taskset_id == taskset_id, Membership.worker_id.in_(list(before))
+        if any(tallies.values()):
+            await connection.execute(
+                REGRADE_TALLY,
+                [
+                    {
+                        "tally_worker": worker_id,
+                        "tally_scope": scope,
+                        "tally_period": period,
+                        "tally_start": start,
+                        "delta": delta,
+                    }
+                    for (worker_id, scope, period, start), delta in tallies.items()
+                    if delta
+                ],
             )
-        )
         reinstated: list[int] = []
         suspended: list[tuple[int, str]] = []
-        for worker_id, gold_answers, gold_correct in after:
-            old = before[worker_id]
-            old_reason = gold_accuracy_reason(old.gold_correct, old.gold_answers, rules)
+        for worker_id, old in before.items():
+            gold_correct = old.gold_correct + per_worker[worker_id]
+            gold_answers = old.gold_answers
+            old_reason = gold_accuracy_reason(old.gold_correct, gold_answers, rules)
             new_reason = gold_accuracy_reason(gold_correct, gold_answers, rules)
             by_rule = old.status == MembershipStatus.SUSPENDED and (
                 old_reason is not None and old.status_reason == old_reason
@@ -715,42 +774,7 @@ class Coordination:
             elif old.status == MembershipStatus.ACTIVE and new_reason is not None:
                 await self._suspend(session, taskset_id, worker_id, new_reason, now)
                 suspended.append((worker_id, new_reason))
-        return sorted(reinstated), sorted(suspended), len(before)
-
-    @staticmethod
-    async def _regrade_tallies(
-        session: AsyncSession, taskset_id: int, item_id: int, *, was: str | None, now: str
-    ) -> None:
-        """A corrected gold label in the boards' tallies: who answered ``now`` gains a correct
-        control answer and who answered ``was`` loses one, in the day, week and all-time
-        tallies of the answer, for the set and for all sets."""
-        answers = await session.execute(
-            select(Answer.worker_id, Answer.label, Answer.created_at).where(
-                Answer.item_id == item_id,
-                Answer.kind == AnswerKind.LABEL,
-                Answer.label.in_([now] if was is None else [now, was]),
-            )
-        )
-        deltas: Counter[tuple[int, int, str, date]] = Counter()
-        for worker_id, label, created_at in answers:
-            for scope in (taskset_id, ALL_SETS):
-                for period in Period:
-                    start = period_start(period, as_utc(created_at))
-                    deltas[worker_id, scope, period.value, start] += 1 if label == now else -1
-        changes = [
-            {
-                "tally_worker": worker_id,
-                "tally_scope": scope,
-                "tally_period": period,
-                "tally_start": start,
-                "delta": delta,
-            }
-            for (worker_id, scope, period, start), delta in deltas.items()
-            if delta
-        ]
-        if changes:
-            connection = await session.connection()
-            await connection.execute(REGRADE_TALLY, changes)
+        return sorted(reinstated), sorted(suspended)
 
     @staticmethod
     async def _set_standing(

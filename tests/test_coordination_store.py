@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from storage.broadcasts import Delivery
 from storage.models import (
@@ -263,6 +263,34 @@ async def test_a_correction_suspends_who_now_falls_below_and_rejecting_keeps_gol
     assert await scalar(store, select(Item.gold_label).where(Item.text == "control 0")) == (
         "positive"
     )
+
+
+async def test_a_correction_keeps_control_answers_counted_outside_gold_items(
+    store: LabelStore,
+) -> None:
+    """A worker's standing also counts control answers that are not answers to gold items (an
+    answer reviews found wrong, a reviewer's gold review): a correction moves the score by
+    the answers it regrades and leaves those counted."""
+    quality = {"min_gold_answers": 50}
+    taskset_id = await store.load_taskset(
+        make_spec(items=1, gold=3, gold_ratio=1.0, quality=quality)
+    )
+    await join(store, 1)
+    neutral = LABELS.index("neutral")
+    wrong = await answer_gold(store, 1, {"control 0": neutral, "control 1": 1})
+    async with store.sessions.begin() as session:  # two controls missed in reviews
+        await session.execute(
+            update(Membership)
+            .where(Membership.worker_id == 1)
+            .values(gold_answers=Membership.gold_answers + 2)
+        )
+    dispute = await store.dispute(wrong["control 0"], 1)
+    assert dispute is not None
+
+    await store.coordination.decide_dispute(dispute, accept=True, coordinator_id=9)
+
+    [score] = await store.worker_scores(taskset_id)
+    assert (score.gold_correct, score.gold_answers) == (3, 5)
 
 
 async def test_a_correction_lets_in_who_failed_the_qualification_on_that_item(

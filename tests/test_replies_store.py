@@ -9,10 +9,11 @@ import random
 from sqlalchemy import func, select
 
 from storage.engine import create_engine
-from storage.models import Answer, MembershipStatus
+from storage.models import Answer, MembershipStatus, Tally
 from storage.results import Edited, EditRefusal, Recorded, Rejected, Rejection, ServedItem
 from storage.store import LabelStore
 from tasksets.replies import Reply
+from tasksets.standing import accuracy_ppm
 from tests.conftest import Clock
 from tests.test_e2e_replies import reply_spec
 
@@ -85,3 +86,54 @@ async def test_an_answer_a_reviewer_took_can_no_longer_be_edited(store: LabelSto
     async with store.sessions() as session:
         texts = await session.scalars(select(Answer.text).order_by(Answer.id))
         assert list(texts) == ["the cat", "a bird in the hand", "all is well"]
+
+
+async def test_accepting_a_dispute_on_typed_gold_makes_the_text_gold_and_regrades(
+    store: LabelStore,
+) -> None:
+    """The gold text was wrong ("the quick brown fox" where the item says "the quick red fox"):
+    accepting the dispute of who typed it right makes their text the gold, and each answer to
+    that item is judged again by word error rate, in standings and on the boards."""
+    qualifying = {"min_gold_answers": 50}
+    taskset_id = await store.load_taskset(
+        reply_spec(items=1, gold=1, gold_ratio=1.0, quality=qualifying)
+    )
+    typed = {1: "the quick red fox", 2: "The quick brown fox!"}
+    answers = {}
+    for worker_id, text in typed.items():
+        await store.join(worker_id, f"W{worker_id}", taskset_id=taskset_id)
+        served = await store.next_item_for(worker_id)
+        assert isinstance(served, ServedItem) and served.text == "Type: the quick brown fox"
+        outcome = await store.record_reply(worker_id, 50 + worker_id, Reply(text=text))
+        assert isinstance(outcome, Recorded) and outcome.gold is not None
+        answers[worker_id] = outcome.gold.answer_id
+    before = {s.worker_id: s.gold_correct for s in await store.worker_scores(taskset_id)}
+    assert before == {1: 0, 2: 1}
+    dispute = await store.dispute(answers[1], 1)
+    assert dispute is not None
+
+    decision = await store.coordination.decide_dispute(dispute, accept=True, coordinator_id=9)
+
+    assert decision is not None and decision.gold == "the quick red fox"
+    assert decision.rescored == 2
+    after = {s.worker_id: s.gold_correct for s in await store.worker_scores(taskset_id)}
+    assert after == {1: 1, 2: 0}
+    async with store.sessions() as session:
+        tallies = await session.execute(
+            select(Tally.worker_id, Tally.scope, Tally.gold_correct, Tally.accuracy_ppm)
+        )
+        assert sorted(tallies) == [
+            (1, 0, 1, accuracy_ppm(1, 1)),
+            (1, 0, 1, accuracy_ppm(1, 1)),
+            (1, 0, 1, accuracy_ppm(1, 1)),
+            (1, taskset_id, 1, accuracy_ppm(1, 1)),
+            (1, taskset_id, 1, accuracy_ppm(1, 1)),
+            (1, taskset_id, 1, accuracy_ppm(1, 1)),
+            (2, 0, 0, accuracy_ppm(0, 1)),
+            (2, 0, 0, accuracy_ppm(0, 1)),
+            (2, 0, 0, accuracy_ppm(0, 1)),
+            (2, taskset_id, 0, accuracy_ppm(0, 1)),
+            (2, taskset_id, 0, accuracy_ppm(0, 1)),
+            (2, taskset_id, 0, accuracy_ppm(0, 1)),
+        ]  # day, week and all time, in the set and in all sets
+    assert not any((await store.consistency_violations()).values())

@@ -226,6 +226,12 @@ def regrade_statement() -> Update:
 
 
 REGRADE_TALLY = regrade_statement()
+# The same move in the worker's standing in the set.
+MOVE_GOLD_CORRECT = (
+    update(Membership)
+    .where(Membership.worker_id == bindparam("mover"), Membership.taskset_id == bindparam("in_set"))
+    .values(gold_correct=Membership.gold_correct + bindparam("delta", type_=Integer))
+)
 
 TALLY_CHECKS = {
     "tallies of a set (all time) that differ from the worker's counted answers there": (
