@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -63,7 +70,24 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # An AUTOCOMMIT connection (``long_read``) holds no transaction, and so no lock.
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@asynccontextmanager
+async def long_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads that take seconds, such as an export streaming its rows.
+
+    SQLite: in autocommit mode, so each statement reads its own snapshot without the write
+    lock that every transaction here takes up front (WAL readers never block the writer): the
+    bot keeps recording answers meanwhile. PostgreSQL: in a transaction, which server-side
+    cursors need; its reads block no writer anyway.
+    """
+    async with engine.connect() as connection:
+        if is_sqlite(engine.url):
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 class DatabaseUnavailable(Exception):

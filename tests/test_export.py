@@ -7,7 +7,15 @@ import io
 import json
 from datetime import UTC, datetime
 
-from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, safe_cell, write_csv, write_jsonl
+from tasksets.export import (
+    ITEM_COLUMNS,
+    RAW_COLUMNS,
+    open_table,
+    safe_cell,
+    safe_column,
+    write_csv,
+    write_jsonl,
+)
 
 BOM = "\ufeff"  # spreadsheet apps read a CSV that starts with it as UTF-8
 
@@ -126,3 +134,44 @@ def test_jsonl_is_never_altered() -> None:
 
     assert json.loads(out.getvalue())["label"] == "=1+1"
     assert not out.getvalue().startswith(BOM)
+
+
+def test_a_table_written_in_chunks_is_the_table_written_at_once() -> None:
+    rows = [item_row(item_id=f"t{n}", label=FORMULA_PAYLOADS[n % 6], answers=n) for n in range(9)]
+    columns = [[row[column] for row in rows] for column in ITEM_COLUMNS]
+    for fmt, write in (("csv", write_csv), ("jsonl", write_jsonl)):
+        at_once, chunked = io.StringIO(), io.StringIO()
+        write(rows, ITEM_COLUMNS, at_once)
+
+        table = open_table(fmt, ITEM_COLUMNS, chunked)  # type: ignore[arg-type]
+        written = sum(
+            table.write([cells[start : start + 4] for cells in columns]) for start in (0, 4, 8)
+        )
+
+        assert written == 9
+        assert chunked.getvalue() == at_once.getvalue()
+
+
+def test_jsonl_cells_are_what_json_dumps_writes_whatever_their_type() -> None:
+    answered = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+    columns = ("text", "number", "mixed")
+    rows = [
+        {"text": 'quote " and \\ and 😤\n', "number": -2.5, "mixed": None},
+        {"text": "", "number": 3, "mixed": True},
+        {"text": "=1+1", "number": float("nan"), "mixed": answered},
+        {"text": "\u2028", "number": 10**20, "mixed": "x"},
+    ]
+    out = io.StringIO()
+
+    write_jsonl(rows, columns, out)
+
+    expected = [
+        json.dumps(row, ensure_ascii=False, default=lambda value: value.isoformat()) for row in rows
+    ]
+    assert out.getvalue().split("\n") == [*expected, ""]
+
+
+def test_a_column_of_text_mixed_with_numbers_is_still_made_safe() -> None:
+    assert safe_column(["a", None, "=1", 2, "-x"]) == ["a", None, "'=1", 2, "'-x"]
+    assert safe_column([-1, -2.5, None]) == [-1, -2.5, None]
+    assert safe_column(["plain", "text"]) == ["plain", "text"]
