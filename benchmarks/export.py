@@ -291,6 +291,22 @@ def run_child(command: list[str], tree: Path) -> tuple[float, float, float]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def checkout(revision: str, folder: Path) -> Path:
+    """The tree of ``revision`` in ``folder``, with the migrations it lacks."""
+    folder.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", revision], cwd=ROOT, check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    # Migrations newer than the tree change nothing an export reads; with them it opens a
+    # database at the current head instead of refusing an unknown revision.
+    versions = Path("storage", "migrations", "versions")
+    for migration in (ROOT / versions).glob("0*.py"):
+        if not (folder / versions / migration.name).exists():
+            shutil.copy(migration, folder / versions / migration.name)
+    return folder
+
+
 def digest(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as stream:
@@ -305,6 +321,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the results as Markdown here")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--baseline", default=BASELINE, help="commit to compare against")
+    parser.add_argument("--after", help="commit to measure (default: this working tree)")
     parser.add_argument("--items", type=int, default=N_ITEMS)
     parser.add_argument("--build", help=argparse.SUPPRESS)  # child: fill this database
     args = parser.parse_args()
@@ -316,19 +333,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="export-bench-") as temp:
         folder = Path(temp)
-        before = folder / "before"
-        before.mkdir()
-        archive = subprocess.run(
-            ["git", "archive", args.baseline], cwd=ROOT, check=True, capture_output=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
-        # Migrations newer than the baseline change nothing it reads; with them it opens a
-        # database at the current head instead of refusing an unknown revision.
-        versions = Path("storage", "migrations", "versions")
-        for migration in (ROOT / versions).glob("0*.py"):
-            if not (before / versions / migration.name).exists():
-                shutil.copy(migration, before / versions / migration.name)
-        trees = {"before": before, "after": ROOT}
+        trees = {"before": checkout(args.baseline, folder / "before")}
+        trees["after"] = ROOT if args.after is None else checkout(args.after, folder / "after")
         runs: dict[tuple[str, str, str], Run] = {}
         answers: dict[str, int] = {}
         for backend in backends:
@@ -375,7 +381,7 @@ def main() -> None:
         f"{date.today()}, {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
         f"Python {platform.python_version()}; whole processes (`labelbot export ... --out FILE`, "
         f"CLI start included); each contender's minimum over {args.rounds} alternating rounds "
-        "(peak RSS: maximum); baseline: " + args.baseline,
+        f"(peak RSS: maximum); before: {args.baseline}, after: {args.after or 'this tree'}",
         "",
         "| database | export | answers | before wall s | CPU s | peak RSS MB "
         "| after wall s | CPU s | peak RSS MB | answers/s (after) | speed-up wall / CPU "
