@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from bot.settings import Settings
+    from storage.exports import VoiceAnswer
     from storage.store import LabelStore
 
 EXIT_INVALID = 2
@@ -153,8 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("name")
     export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     export.add_argument("--out", type=Path, help="file to write (default: stdout)")
-    export.add_argument("--method", choices=["mv", "wawa", "ds"], default="mv")
+    export.add_argument(
+        "--method",
+        choices=["mv", "wawa", "ds"],
+        default="mv",
+        help="aggregation of a label set (a text set uses its own `aggregate`)",
+    )
     export.add_argument("--raw", action="store_true", help="one row per answer")
+    export.add_argument(
+        "--media",
+        type=Path,
+        metavar="DIR",
+        help="also download every voice answer's file into DIR as <item>-<worker>.oga",
+    )
     export.set_defaults(handler=cmd_export)
 
     agg = commands.add_parser("aggregate", help="aggregate a CSV of item,worker,label offline")
@@ -377,7 +389,14 @@ def output(path: Path | None) -> Iterator[TextIO]:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from storage.exports import UnknownTaskSet, export_taskset
+    from storage.exports import UnknownTaskSet, export_taskset, voice_answers
+
+    if args.media:
+        try:
+            settings.token()  # before any work: the downloads go through the Bot API
+        except ValueError as error:
+            print(f"labelbot: --media: {error}", file=sys.stderr)
+            return EXIT_INVALID
 
     async def export(store: LabelStore) -> int:
         try:
@@ -385,14 +404,41 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
                 rows = await export_taskset(
                     store, args.name, out, fmt=args.format, method=args.method, raw=args.raw
                 )
+            voices = await voice_answers(store, args.name) if args.media else []
         except UnknownTaskSet as error:
             print(f"labelbot: {error}", file=sys.stderr)
             return EXIT_INVALID
         if args.out:
             print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
-        return 0
+        return await download_media(voices, args.media, settings) if args.media else 0
 
     return with_store(settings, export)
+
+
+async def download_media(voices: Sequence[VoiceAnswer], folder: Path, settings: Settings) -> int:
+    """``export --media``: 0 when every voice file is in ``folder``, 1 when some failed."""
+    from rich.console import Console
+    from telegram.error import InvalidToken
+
+    from bot.media import download_voice_files
+
+    console = Console(stderr=True)
+    try:
+        report = await download_voice_files(voices, folder, settings, console)
+    except InvalidToken:  # its message repeats the token: never print it
+        print(
+            "labelbot: the Bot API rejected LABELBOT_BOT_TOKEN: copy the token from @BotFather",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    console.print(
+        f"voice answers in {folder}: {report.downloaded} downloaded, {report.skipped} there "
+        f"already, {len(report.failed)} failed",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 1 if report.failed else 0
 
 
 def cmd_reviews(args: argparse.Namespace, settings: Settings) -> int:

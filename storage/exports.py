@@ -1,4 +1,4 @@
-"""Results out of the database: aggregated labels per item, or every raw answer."""
+"""Results out of the database: aggregated labels (or texts) per item, or every raw answer."""
 
 from __future__ import annotations
 
@@ -6,19 +6,21 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO, TypeVar
+from typing import Any, Literal, TextIO, TypeVar, cast
 
 import numpy as np
 from sqlalchemy import ColumnElement, String, case, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import long_read
-from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus
-from storage.results import StoredAnswer, StoredItem
+from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus, TaskSet
+from storage.results import LabelOption, StoredAnswer, StoredItem
 from storage.store import LabelStore
-from tasksets.aggregation import Aggregate, Answers, Method, aggregate
+from tasksets.aggregation import Answers, Method, aggregate
 from tasksets.agreement import krippendorff_alpha, worker_agreement
 from tasksets.export import CHUNK_ROWS, ITEM_COLUMNS, RAW_COLUMNS, Table, open_table
+from tasksets.text.aggregate import TextMethod, aggregate_texts
+from tasksets.text.answers import TextAnswers
 
 ExportFormat = Literal["csv", "jsonl"]
 RowT = TypeVar("RowT")
@@ -52,16 +54,28 @@ async def export_taskset(
     if raw:
         table = open_table(fmt, RAW_COLUMNS, out)
         return await write_raw_answers(store.engine, taskset_id, table)
-    view = await store.view(taskset_id)
-    label_values = [label.value for label in view.labels]
-    coded = await read_coded_answers(store.engine, taskset_id, label_values)
-    result = await asyncio.to_thread(aggregate, coded.answers, method, coded.gold)
+    async with store.sessions() as session:
+        answer_type, text_method, max_wer = (
+            await session.execute(
+                select(TaskSet.answer, TaskSet.aggregate, TaskSet.gold_max_wer).where(
+                    TaskSet.id == taskset_id
+                )
+            )
+        ).one()
+    if answer_type == "labels":
+        view = await store.view(taskset_id)
+        results = await label_results(store.engine, taskset_id, view.labels, method)
+    else:
+        results = await text_results(
+            store.engine, taskset_id, cast(TextMethod, text_method), max_wer
+        )
     table = open_table(fmt, ITEM_COLUMNS, out)
-    return await write_item_results(store.engine, taskset_id, label_values, coded, result, table)
+    return await write_item_results(store.engine, taskset_id, results, table)
 
 
 async def write_raw_answers(engine: AsyncEngine, taskset_id: int, table: Table) -> int:
-    """Every answer of a set, oldest first: item, worker, label (or skip/unsure), time."""
+    """Every answer of a set, oldest first: item, worker, label (or the answer's kind), time,
+    typed text, voice note (file_id, seconds, bytes) and the reason given for "not sure"."""
     async with long_read(engine) as connection:
         # Item names by key, looked up here: a join makes SQLite seek an item per answer.
         names: dict[int, str] = dict(
@@ -78,6 +92,11 @@ async def write_raw_answers(engine: AsyncEngine, taskset_id: int, table: Table) 
                 case((Answer.kind == AnswerKind.LABEL, Answer.label), else_=Answer.kind),
                 Answer.seconds,
                 utc_isoformat(Answer.created_at, engine.dialect.name),
+                Answer.text,
+                Answer.voice_file_id,
+                Answer.voice_seconds,
+                Answer.voice_bytes,
+                Answer.reason,
             )
             .where(Answer.taskset_id == taskset_id)
             .order_by(Answer.id)
@@ -85,14 +104,14 @@ async def write_raw_answers(engine: AsyncEngine, taskset_id: int, table: Table) 
         )
 
         def write(rows: Sequence[Any]) -> int:
-            items, workers, labels, seconds, times = zip(*rows, strict=True)
+            items, workers, labels, seconds, *rest = zip(*rows, strict=True)
             return table.write(
                 [
                     list(map(names.__getitem__, items)),
                     workers,
                     labels,
                     list(map(round, seconds, itertools.repeat(3))),
-                    times,
+                    *rest,
                 ]
             )
 
@@ -120,19 +139,52 @@ def utc_isoformat(column: Any, dialect: str) -> ColumnElement[str]:
     )
 
 
-async def write_item_results(
-    engine: AsyncEngine,
-    taskset_id: int,
-    label_values: list[str],
-    coded: CodedSet,
-    result: Aggregate,
-    table: Table,
-) -> int:
-    """One row per item in the set's order: aggregated label, confidence, answers, gold, text."""
+@dataclass(frozen=True, slots=True)
+class ItemResults:
+    """Per item, in the set's order: the aggregated answer ("" for none), its confidence and how
+    many answers it comes from."""
+
+    answers: list[str]
+    confidence: list[float]
+    counts: list[int]
+
+
+async def label_results(
+    engine: AsyncEngine, taskset_id: int, labels: Sequence[LabelOption], method: Method
+) -> ItemResults:
+    label_values = [label.value for label in labels]
+    coded = await read_coded_answers(engine, taskset_id, label_values)
+    result = await asyncio.to_thread(aggregate, coded.answers, method, coded.gold)
     label_cells = [*label_values, ""]  # index -1: no answers, no label
-    labels = [label_cells[index] for index in result.labels.tolist()]
-    confidence = [round(value, 4) for value in result.confidence.tolist()]
-    counts = coded.counts.tolist()
+    return ItemResults(
+        answers=[label_cells[index] for index in result.labels.tolist()],
+        confidence=[round(value, 4) for value in result.confidence.tolist()],
+        counts=coded.counts.tolist(),
+    )
+
+
+async def text_results(
+    engine: AsyncEngine, taskset_id: int, method: TextMethod, max_wer: float
+) -> ItemResults:
+    """A text set's typed answers aggregated per item (the set's ``aggregate``: vote or ROVER);
+    voice answers have no text to vote with and are left to the raw export."""
+    answers = await read_text_answers(engine, taskset_id)
+
+    def aggregated() -> ItemResults:
+        result = aggregate_texts(answers, method, max_wer)
+        return ItemResults(
+            answers=[text or "" for text in result.texts],
+            confidence=[round(value, 4) for value in result.confidence.tolist()],
+            counts=np.bincount(answers.items, minlength=answers.n_items).tolist(),
+        )
+
+    return await asyncio.to_thread(aggregated)
+
+
+async def write_item_results(
+    engine: AsyncEngine, taskset_id: int, results: ItemResults, table: Table
+) -> int:
+    """One row per item in the set's order: aggregated answer, confidence, answers, gold, text."""
     async with long_read(engine) as connection:
         items = await connection.stream(
             select(Item.external_id, Item.gold_label, Item.text)
@@ -149,9 +201,9 @@ async def write_item_results(
             return table.write(
                 [
                     names,
-                    labels[start:written],
-                    confidence[start:written],
-                    counts[start:written],
+                    results.answers[start:written],
+                    results.confidence[start:written],
+                    results.counts[start:written],
                     [value or "" for value in gold],
                     [value or "" for value in texts],
                 ]
@@ -199,20 +251,8 @@ async def read_coded_answers(
         {value: index for index, value in enumerate(label_values)}, value=Answer.label, else_=-1
     )
     async with long_read(engine) as connection:
-        items = (
-            await connection.execute(
-                select(Item.id, Item.gold_label)
-                .where(Item.taskset_id == taskset_id)
-                .order_by(Item.position)
-            )
-        ).all()
-        excluded = list(
-            await connection.scalars(
-                select(Membership.worker_id).where(
-                    Membership.taskset_id == taskset_id, Membership.status.in_(EXCLUDED)
-                )
-            )
-        )
+        keys, gold = await item_keys(connection, taskset_id)
+        excluded = await excluded_workers(connection, taskset_id)
         answers = await connection.stream(
             select(Answer.item_id, Answer.worker_id, label_code)
             .where(Answer.taskset_id == taskset_id, Answer.kind == AnswerKind.LABEL)
@@ -225,19 +265,98 @@ async def read_coded_answers(
         ]
 
     def code() -> CodedSet:
-        keys = np.array([item.id for item in items], dtype=np.int64)
         rows = np.concatenate([np.empty(0, dtype=np.int64), *chunks]).reshape(-1, 3)
         rows = rows[(rows[:, 2] >= 0) & ~np.isin(rows[:, 1], excluded)]
-        by_key = np.argsort(keys)
         return coded_set(
-            items=by_key[np.searchsorted(keys, rows[:, 0], sorter=by_key)],
+            items=index_of(keys, rows[:, 0]),
             workers=rows[:, 1],
             labels=rows[:, 2],
-            gold=[item.gold_label for item in items],
+            gold=gold,
             label_values=label_values,
         )
 
     return await asyncio.to_thread(code)
+
+
+async def read_text_answers(engine: AsyncEngine, taskset_id: int) -> TextAnswers:
+    """The set's typed answers, oldest first, from workers the quality rules have not taken
+    out; workers numbered in the order of their first answer."""
+    async with long_read(engine) as connection:
+        keys, _gold = await item_keys(connection, taskset_id)
+        excluded = await excluded_workers(connection, taskset_id)
+        answers = await connection.stream(
+            select(Answer.item_id, Answer.worker_id, Answer.text)
+            .where(
+                Answer.taskset_id == taskset_id,
+                Answer.kind == AnswerKind.TEXT,
+                Answer.text.is_not(None),
+            )
+            .order_by(Answer.id)
+            .execution_options(yield_per=CHUNK_ROWS)
+        )
+        items: list[int] = []
+        workers: list[int] = []
+        texts: list[str] = []
+        async for chunk in answers.partitions():
+            chunk_items, chunk_workers, chunk_texts = zip(*chunk, strict=True)
+            items += chunk_items
+            workers += chunk_workers
+            texts += chunk_texts
+
+    def code() -> TextAnswers:
+        worker_ids = np.array(workers, dtype=np.int64)
+        kept = np.flatnonzero(~np.isin(worker_ids, excluded))
+        numbers, _ids = numbered(worker_ids[kept])
+        return TextAnswers(
+            items=index_of(keys, np.array(items, dtype=np.int64)[kept]),
+            workers=numbers,
+            texts=[texts[row] for row in kept.tolist()],
+            n_items=keys.size,
+            n_workers=max(_ids.size, 1),
+        )
+
+    return await asyncio.to_thread(code)
+
+
+async def item_keys(
+    connection: AsyncConnection, taskset_id: int
+) -> tuple[np.ndarray, list[str | None]]:
+    """The keys of the set's items in the set's order, and their gold labels (or texts)."""
+    rows = (
+        await connection.execute(
+            select(Item.id, Item.gold_label)
+            .where(Item.taskset_id == taskset_id)
+            .order_by(Item.position)
+        )
+    ).all()
+    return np.array([row.id for row in rows], dtype=np.int64), [row.gold_label for row in rows]
+
+
+async def excluded_workers(connection: AsyncConnection, taskset_id: int) -> list[int]:
+    """The workers whose answers do not count: the quality rules took them out of the set."""
+    return list(
+        await connection.scalars(
+            select(Membership.worker_id).where(
+                Membership.taskset_id == taskset_id, Membership.status.in_(EXCLUDED)
+            )
+        )
+    )
+
+
+def index_of(keys: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The position in ``keys`` of each key in ``found``."""
+    by_key = np.argsort(keys)
+    return by_key[np.searchsorted(keys, found, sorter=by_key)]
+
+
+def numbered(workers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each answer's worker as 0, 1, ... in the order of the workers' first answers, so that the
+    methods see the same arrays however the answers were read; and the ids in that order."""
+    ids, first, inverse = np.unique(workers, return_index=True, return_inverse=True)
+    by_first = np.argsort(first)
+    number = np.empty_like(by_first)
+    number[by_first] = np.arange(by_first.size)
+    return number[inverse].reshape(-1), ids[by_first]
 
 
 def code_answers(
@@ -274,29 +393,48 @@ def coded_set(
     gold: list[str | None],
     label_values: list[str],
 ) -> CodedSet:
-    """Counted answers (item index, worker id, label index each, oldest first) as a CodedSet.
-
-    Workers are numbered in the order of their first answer, so that the methods see the same
-    arrays however the answers were read.
-    """
-    worker_ids, first, inverse = np.unique(workers, return_index=True, return_inverse=True)
-    by_first = np.argsort(first)
-    number = np.empty_like(by_first)
-    number[by_first] = np.arange(by_first.size)
+    """Counted answers (item index, worker id, label index each, oldest first) as a CodedSet."""
+    numbers, ids = numbered(workers)
     label_index = {value: index for index, value in enumerate(label_values)}
     return CodedSet(
         answers=Answers(
             items=items,
-            workers=number[inverse].reshape(-1),
+            workers=numbers,
             labels=labels,
             n_items=len(gold),
-            n_workers=max(by_first.size, 1),
+            n_workers=max(ids.size, 1),
             n_labels=len(label_values),
         ),
         gold=np.array([label_index.get(label or "", -1) for label in gold], dtype=np.int64),
-        worker_ids=worker_ids[by_first].tolist(),
+        worker_ids=ids.tolist(),
         counts=np.bincount(items, minlength=len(gold)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceAnswer:
+    item_id: str
+    worker_id: int
+    file_id: str  # the voice note's Telegram file_id
+
+
+async def voice_answers(store: LabelStore, name: str) -> list[VoiceAnswer]:
+    """Every voice answer of a set, oldest first (what ``labelbot export --media`` fetches)."""
+    taskset_id = await store.taskset_id(name)
+    if taskset_id is None:
+        raise UnknownTaskSet(f"no task set named {name!r}")
+    async with long_read(store.engine) as connection:
+        rows = await connection.execute(
+            select(Item.external_id, Answer.worker_id, Answer.voice_file_id)
+            .join(Item, Item.id == Answer.item_id)
+            .where(
+                Answer.taskset_id == taskset_id,
+                Answer.kind == AnswerKind.VOICE,
+                Answer.voice_file_id.is_not(None),
+            )
+            .order_by(Answer.id)
+        )
+        return [VoiceAnswer(item, worker, file_id or "") for item, worker, file_id in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,15 +19,28 @@ import csv
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from json.encoder import encode_basestring
-from typing import Literal, Protocol, TextIO, cast
+from typing import Any, Literal, Protocol, TextIO, cast
 
-# One row per item: the aggregated label, its confidence, how many answers, the gold label.
+# One row per item: the aggregated label (a text set: the aggregated text), its confidence, how
+# many answers it comes from, the gold label (or text), the item's text.
 ITEM_COLUMNS = ("item_id", "label", "confidence", "answers", "gold", "text")
-# One row per answer.
-RAW_COLUMNS = ("item_id", "worker", "label", "seconds", "answered_at")
+# One row per answer: the label, or the kind of a label-less answer (skip, unsure, text, voice);
+# a typed answer's text; a voice answer's Telegram file_id, seconds and bytes; why "not sure".
+RAW_COLUMNS = (
+    "item_id",
+    "worker",
+    "label",
+    "seconds",
+    "answered_at",
+    "text",
+    "voice_file_id",
+    "voice_seconds",
+    "voice_bytes",
+    "reason",
+)
 BYTE_ORDER_MARK = "\ufeff"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Rows per chunk when rows come one by one (write_csv, write_jsonl).
@@ -35,6 +48,7 @@ CHUNK_ROWS = 10_000
 
 Format = Literal["csv", "jsonl"]
 Column = Sequence[object]
+Floats = Sequence[float | None]
 
 
 class Table(Protocol):
@@ -134,10 +148,14 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_value)
 def json_column(cells: Column) -> list[str]:
     """Each cell as JSON text, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
     kinds = set(map(type, cells))
-    if kinds <= {str}:
-        return list(map(encode_basestring, cast(Sequence[str], cells)))
-    if kinds <= {int}:
-        return list(map(int.__repr__, cast(Sequence[int], cells)))
-    if kinds <= {float} and all(map(math.isfinite, cast(Sequence[float], cells))):
-        return list(map(float.__repr__, cast(Sequence[float], cells)))
-    return list(map(_ENCODER.encode, cells))
+    values = kinds - {type(None)}
+    encode: Callable[[Any], str] = _ENCODER.encode
+    if values <= {str}:
+        encode = encode_basestring
+    elif values <= {int}:
+        encode = int.__repr__
+    elif values <= {float} and all(map(math.isfinite, filter(None, cast(Floats, cells)))):
+        encode = float.__repr__
+    if len(values) < len(kinds):  # some cells empty
+        return ["null" if cell is None else encode(cell) for cell in cells]
+    return list(map(encode, cells))

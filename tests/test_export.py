@@ -51,7 +51,7 @@ def test_csv_without_rows_still_has_its_header() -> None:
     out = io.StringIO()
 
     assert write_csv([], RAW_COLUMNS, out) == 0
-    assert out.getvalue() == BOM + "item_id,worker,label,seconds,answered_at\r\n"
+    assert out.getvalue() == BOM + ",".join(RAW_COLUMNS) + "\r\n"
 
 
 def test_csv_writes_only_the_columns_asked_for_in_their_order() -> None:
@@ -64,7 +64,7 @@ def test_csv_writes_only_the_columns_asked_for_in_their_order() -> None:
         out,
     )
 
-    assert out.getvalue().splitlines()[1] == "t1,w7,a,,2025-03-01T12:30:00+00:00"
+    assert out.getvalue().splitlines()[1] == "t1,w7,a,,2025-03-01T12:30:00+00:00,,,,,"
 
 
 def test_jsonl_round_trips_rows_with_unicode_and_newlines() -> None:
@@ -91,6 +91,11 @@ def test_jsonl_writes_missing_columns_as_null_and_times_in_iso_8601() -> None:
         "label": None,
         "seconds": None,
         "answered_at": "2025-03-01T12:30:00+00:00",
+        "text": None,
+        "voice_file_id": None,
+        "voice_seconds": None,
+        "voice_bytes": None,
+        "reason": None,
     }
 
 

@@ -97,6 +97,8 @@ async def export(store: LabelStore, fmt: str, method: str) -> str:
 
 
 async def export_before_streaming(store: LabelStore, fmt: str, method: str) -> str:
+    """A label set's export as it was written from lists (the columns that text and voice
+    answers added are empty for a label set)."""
     taskset_id = await store.taskset_id("seeded")
     assert taskset_id is not None
     answers = await store.answers_for_export(taskset_id)
@@ -164,10 +166,10 @@ def write_before(rows: list[dict[str, Any]], columns: tuple[str, ...], fmt: str)
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([safe_cell(row[column]) for column in columns])
+            writer.writerow([safe_cell(row.get(column)) for column in columns])
     else:
         for row in rows:
-            out.write(json.dumps({c: row[c] for c in columns}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False) + "\n")
     return out.getvalue()
 
 
@@ -214,7 +216,7 @@ async def test_every_cell_a_spreadsheet_would_run_is_quoted_and_numbers_stay_num
     raw = await export(store, "csv", "raw")
     items = await export(store, "csv", "mv")
 
-    assert raw.startswith("\ufeffitem_id,worker,label,seconds,answered_at\r\n")
+    assert raw.startswith("\ufeffitem_id,worker,label,seconds,answered_at,text,voice_file_id,")
     raw_rows = list(csv.reader(io.StringIO(raw.lstrip("\ufeff"), newline="")))[1:]
     assert {"'=1+1", "'-7"} <= {row[0] for row in raw_rows}
     assert any(row[1].startswith("-") and int(row[1]) < 0 for row in raw_rows)
