@@ -20,6 +20,9 @@ from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatu
 from storage.results import Recorded, ServedItem
 from storage.store import LabelStore
 from tasksets.spec import TaskSetSpec
+from tests.conftest import Clock, running_bot
+from tests.test_e2e_replies import joined, reply_spec
+from tests.test_e2e_worker import settled
 
 WORKERS = (1, 2, 3, 4, 5)
 
@@ -296,3 +299,46 @@ async def test_media_without_a_bot_token_stops_before_anything_is_written(
     assert code == 2
     assert "LABELBOT_BOT_TOKEN" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "m").exists()
+
+
+async def test_answers_a_worker_typed_and_recorded_in_the_chat_are_exported_with_their_file(
+    telegram: FakeTelegram,
+    db_url: str,
+    clock: Clock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running_bot(telegram, db_url, clock, rate_limit=0) as bot:
+        spec = reply_spec("text_or_voice", max_seconds=20)
+        ann, _first = await joined(bot, telegram, spec, 103)
+        recording = b"OggS" + bytes(range(100))
+        await settled(bot, telegram)
+        await ann.send_voice(3, recording)
+        await ann.wait_for("Item 2")
+        await settled(bot, telegram)
+        await ann.send_text("=typed instead")
+        await ann.wait_for("Item 3")
+        await settled(bot, telegram)
+    cli_settings(monkeypatch, telegram)
+    out, media = tmp_path / "answers.csv", tmp_path / "media"
+
+    code = await run_cli(
+        "--database-url",
+        db_url,
+        "export",
+        spec.name,
+        "--raw",
+        "--out",
+        str(out),
+        "--media",
+        str(media),
+    )
+
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert [(row["item_id"], row["label"], row["text"]) for row in rows] == [
+        ("t0", "voice", ""),
+        ("t1", "text", "'=typed instead"),
+    ]
+    assert (rows[0]["voice_seconds"], rows[0]["voice_bytes"]) == ("3", str(len(recording)))
+    assert (media / "t0-103.oga").read_bytes() == recording
