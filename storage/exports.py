@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal, TextIO, TypeVar, cast
 
 import numpy as np
@@ -13,8 +14,10 @@ from sqlalchemy import ColumnElement, String, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import long_read
+from storage.labeling import as_utc
 from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus, TaskSet
 from storage.results import LabelOption, StoredAnswer, StoredItem
+from storage.reviews import StoredCorrection
 from storage.store import LabelStore
 from tasksets.aggregation import Answers, Method, aggregate
 from tasksets.agreement import krippendorff_alpha, worker_agreement
@@ -23,6 +26,8 @@ from tasksets.text.aggregate import TextMethod, aggregate_texts
 from tasksets.text.answers import TextAnswers
 
 ExportFormat = Literal["csv", "jsonl"]
+# Answer id -> what takes the place of an answer that reviews settled wrong (None: nothing).
+Corrections = Mapping[int, StoredCorrection | None]
 RowT = TypeVar("RowT")
 # Answers of workers the quality rules took out do not vote.
 EXCLUDED = {MembershipStatus.SUSPENDED, MembershipStatus.FAILED}
@@ -51,9 +56,11 @@ async def export_taskset(
     taskset_id = await store.taskset_id(name)
     if taskset_id is None:
         raise UnknownTaskSet(f"no task set named {name!r}")
+    # Answers that reviews settled wrong give way to their reviewer's correction.
+    corrections = await store.reviews.corrections(taskset_id)
     if raw:
         table = open_table(fmt, RAW_COLUMNS, out)
-        return await write_raw_answers(store.engine, taskset_id, table)
+        return await write_raw_answers(store.engine, taskset_id, corrections, table)
     async with store.sessions() as session:
         answer_type, text_method, max_wer = (
             await session.execute(
@@ -64,18 +71,21 @@ async def export_taskset(
         ).one()
     if answer_type == "labels":
         view = await store.view(taskset_id)
-        results = await label_results(store.engine, taskset_id, view.labels, method)
+        results = await label_results(store.engine, taskset_id, view.labels, method, corrections)
     else:
         results = await text_results(
-            store.engine, taskset_id, cast(TextMethod, text_method), max_wer
+            store.engine, taskset_id, cast(TextMethod, text_method), max_wer, corrections
         )
     table = open_table(fmt, ITEM_COLUMNS, out)
     return await write_item_results(store.engine, taskset_id, results, table)
 
 
-async def write_raw_answers(engine: AsyncEngine, taskset_id: int, table: Table) -> int:
+async def write_raw_answers(
+    engine: AsyncEngine, taskset_id: int, corrections: Corrections, table: Table
+) -> int:
     """Every answer of a set, oldest first: item, worker, label (or the answer's kind), time,
-    typed text, voice note (file_id, seconds, bytes) and the reason given for "not sure"."""
+    typed text, voice note (file_id, seconds, bytes) and the reason given for "not sure"; an
+    answer that reviews settled wrong is replaced by its correction (``corrected_rows``)."""
     async with long_read(engine) as connection:
         # Item names by key, looked up here: a join makes SQLite seek an item per answer.
         names: dict[int, str] = dict(
@@ -87,6 +97,7 @@ async def write_raw_answers(engine: AsyncEngine, taskset_id: int, table: Table) 
         )
         answers = await connection.stream(
             select(
+                Answer.id,
                 Answer.item_id,
                 Answer.worker_id,
                 case((Answer.kind == AnswerKind.LABEL, Answer.label), else_=Answer.kind),
@@ -104,7 +115,11 @@ async def write_raw_answers(engine: AsyncEngine, taskset_id: int, table: Table) 
         )
 
         def write(rows: Sequence[Any]) -> int:
-            items, workers, labels, seconds, *rest = zip(*rows, strict=True)
+            if corrections and not corrections.keys().isdisjoint(map(itemgetter(0), rows)):
+                rows = corrected_rows(rows, corrections)
+                if not rows:
+                    return 0
+            _ids, items, workers, labels, seconds, *rest = zip(*rows, strict=True)
             return table.write(
                 [
                     list(map(names.__getitem__, items)),
@@ -116,6 +131,21 @@ async def write_raw_answers(engine: AsyncEngine, taskset_id: int, table: Table) 
             )
 
         return await write_while_reading(answers.partitions(), write)
+
+
+def corrected_rows(rows: Sequence[Any], corrections: Corrections) -> list[tuple[Any, ...]]:
+    """Raw rows (answer id first) with each answer that reviews settled wrong replaced by the
+    right label from its reviewer's seat (no time taken, answered when reviewed), or left out
+    when no reviewer named one: as ``LabelStore.answers_for_export`` gives them."""
+    kept: list[tuple[Any, ...]] = []
+    for row in rows:
+        if row[0] not in corrections:
+            kept.append(tuple(row))
+        elif (fix := corrections[row[0]]) is not None:
+            answered = as_utc(fix.reviewed_at).isoformat()
+            empty = (None,) * (len(row) - 6)  # no text, voice note or reason of its own
+            kept.append((row[0], row[1], fix.reviewer_id, fix.label, 0.0, answered, *empty))
+    return kept
 
 
 def utc_isoformat(column: Any, dialect: str) -> ColumnElement[str]:
@@ -150,10 +180,14 @@ class ItemResults:
 
 
 async def label_results(
-    engine: AsyncEngine, taskset_id: int, labels: Sequence[LabelOption], method: Method
+    engine: AsyncEngine,
+    taskset_id: int,
+    labels: Sequence[LabelOption],
+    method: Method,
+    corrections: Corrections,
 ) -> ItemResults:
     label_values = [label.value for label in labels]
-    coded = await read_coded_answers(engine, taskset_id, label_values)
+    coded = await read_coded_answers(engine, taskset_id, label_values, corrections)
     result = await asyncio.to_thread(aggregate, coded.answers, method, coded.gold)
     label_cells = [*label_values, ""]  # index -1: no answers, no label
     return ItemResults(
@@ -164,11 +198,15 @@ async def label_results(
 
 
 async def text_results(
-    engine: AsyncEngine, taskset_id: int, method: TextMethod, max_wer: float
+    engine: AsyncEngine,
+    taskset_id: int,
+    method: TextMethod,
+    max_wer: float,
+    corrections: Corrections,
 ) -> ItemResults:
     """A text set's typed answers aggregated per item (the set's ``aggregate``: vote or ROVER);
     voice answers have no text to vote with and are left to the raw export."""
-    answers = await read_text_answers(engine, taskset_id)
+    answers = await read_text_answers(engine, taskset_id, corrections)
 
     def aggregated() -> ItemResults:
         result = aggregate_texts(answers, method, max_wer)
@@ -240,12 +278,14 @@ class CodedSet:
 
 
 async def read_coded_answers(
-    engine: AsyncEngine, taskset_id: int, label_values: list[str]
+    engine: AsyncEngine, taskset_id: int, label_values: list[str], corrections: Corrections
 ) -> CodedSet:
     """The set's counted answers as (item, worker, label) indexes, read as integers in chunks.
 
     Counted: labeled answers with one of the set's labels, from workers the quality rules have
-    not taken out (as ``code_answers`` counts them).
+    not taken out; an answer that reviews settled wrong counts as its correction, the right
+    label from the reviewer's seat, or not at all (as ``code_answers`` counts what
+    ``LabelStore.answers_for_export`` gives).
     """
     label_code = case(
         {value: index for index, value in enumerate(label_values)}, value=Answer.label, else_=-1
@@ -254,23 +294,31 @@ async def read_coded_answers(
         keys, gold = await item_keys(connection, taskset_id)
         excluded = await excluded_workers(connection, taskset_id)
         answers = await connection.stream(
-            select(Answer.item_id, Answer.worker_id, label_code)
+            select(Answer.id, Answer.item_id, Answer.worker_id, label_code)
             .where(Answer.taskset_id == taskset_id, Answer.kind == AnswerKind.LABEL)
             .order_by(Answer.id)
             .execution_options(yield_per=CHUNK_ROWS)
         )
         chunks = [
-            np.fromiter(itertools.chain.from_iterable(chunk), np.int64, 3 * len(chunk))
+            np.fromiter(itertools.chain.from_iterable(chunk), np.int64, 4 * len(chunk))
             async for chunk in answers.partitions()
         ]
 
     def code() -> CodedSet:
-        rows = np.concatenate([np.empty(0, dtype=np.int64), *chunks]).reshape(-1, 3)
-        rows = rows[(rows[:, 2] >= 0) & ~np.isin(rows[:, 1], excluded)]
+        rows = np.concatenate([np.empty(0, dtype=np.int64), *chunks]).reshape(-1, 4)
+        ids, items, workers, labels = rows.T.copy()
+        counted = ~np.isin(workers, excluded)
+        label_index = {value: index for index, value in enumerate(label_values)}
+        for row in np.flatnonzero(np.isin(ids, list(corrections))).tolist():
+            fix = corrections[int(ids[row])]
+            counted[row] = fix is not None and fix.membership not in EXCLUDED
+            if fix is not None:
+                workers[row], labels[row] = fix.reviewer_id, label_index.get(fix.label, -1)
+        kept = counted & (labels >= 0)
         return coded_set(
-            items=index_of(keys, rows[:, 0]),
-            workers=rows[:, 1],
-            labels=rows[:, 2],
+            items=index_of(keys, items[kept]),
+            workers=workers[kept],
+            labels=labels[kept],
             gold=gold,
             label_values=label_values,
         )
@@ -278,14 +326,16 @@ async def read_coded_answers(
     return await asyncio.to_thread(code)
 
 
-async def read_text_answers(engine: AsyncEngine, taskset_id: int) -> TextAnswers:
+async def read_text_answers(
+    engine: AsyncEngine, taskset_id: int, corrections: Corrections
+) -> TextAnswers:
     """The set's typed answers, oldest first, from workers the quality rules have not taken
-    out; workers numbered in the order of their first answer."""
+    out and not settled wrong by reviews; workers numbered in the order of their first answer."""
     async with long_read(engine) as connection:
         keys, _gold = await item_keys(connection, taskset_id)
         excluded = await excluded_workers(connection, taskset_id)
         answers = await connection.stream(
-            select(Answer.item_id, Answer.worker_id, Answer.text)
+            select(Answer.id, Answer.item_id, Answer.worker_id, Answer.text)
             .where(
                 Answer.taskset_id == taskset_id,
                 Answer.kind == AnswerKind.TEXT,
@@ -294,18 +344,21 @@ async def read_text_answers(engine: AsyncEngine, taskset_id: int) -> TextAnswers
             .order_by(Answer.id)
             .execution_options(yield_per=CHUNK_ROWS)
         )
+        ids: list[int] = []
         items: list[int] = []
         workers: list[int] = []
         texts: list[str] = []
         async for chunk in answers.partitions():
-            chunk_items, chunk_workers, chunk_texts = zip(*chunk, strict=True)
+            chunk_ids, chunk_items, chunk_workers, chunk_texts = zip(*chunk, strict=True)
+            ids += chunk_ids
             items += chunk_items
             workers += chunk_workers
             texts += chunk_texts
 
     def code() -> TextAnswers:
         worker_ids = np.array(workers, dtype=np.int64)
-        kept = np.flatnonzero(~np.isin(worker_ids, excluded))
+        wrong = np.isin(np.array(ids, dtype=np.int64), list(corrections))
+        kept = np.flatnonzero(~np.isin(worker_ids, excluded) & ~wrong)
         numbers, _ids = numbered(worker_ids[kept])
         return TextAnswers(
             items=index_of(keys, np.array(items, dtype=np.int64)[kept]),
@@ -448,7 +501,8 @@ async def quality_report(
 ) -> QualityReport:
     view = await store.view(taskset_id)
     labels = [label.value for label in view.labels]
-    coded = await read_coded_answers(store.engine, taskset_id, labels)
+    corrections = await store.reviews.corrections(taskset_id)
+    coded = await read_coded_answers(store.engine, taskset_id, labels, corrections)
     return await asyncio.to_thread(measure_quality, coded, method)
 
 

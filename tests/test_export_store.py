@@ -29,7 +29,10 @@ from tasksets.aggregation import METHODS, aggregate
 from tasksets.export import ITEM_COLUMNS, RAW_COLUMNS, safe_cell
 from tasksets.spec import TaskSetSpec
 from tests.conftest import Clock
+from tests.factories import make_spec
 from tests.test_export import FORMULA_PAYLOADS, TRICKY_TEXT
+from tests.test_reviews import EVERYONE_REVIEWS, answer, review_of, review_of_item
+from tests.test_store import join
 
 LABELS = ["positive", "negative", "neutral"]
 CHUNK = 4  # rows per chunk in these tests, so that a small set takes many chunks
@@ -335,3 +338,29 @@ async def test_the_bot_records_answers_while_a_set_is_being_exported(
     await export_taskset(store, "seeded", out, fmt="jsonl", raw=True)
 
     assert len(outcomes) == 1 and isinstance(outcomes[0], Recorded)
+
+
+@pytest.mark.parametrize("method", ["raw", "mv", "ds"])
+async def test_an_answer_reviewers_settled_wrong_is_exported_as_their_correction(
+    store: LabelStore, method: str
+) -> None:
+    await store.load_taskset(make_spec("seeded", items=8, overlap=1, review=EVERYONE_REVIEWS))
+    for worker_id in (1, 2, 3):
+        await join(store, worker_id)
+    await answer(store, 1)  # worker 1 labels "text number 0" positive
+    await answer(store, 2)
+    first = await review_of(store, 2)
+    await store.reviews.record_review(first.token, 2, False, corrected=1)
+    await answer(store, 3)
+    second = await review_of_item(store, 3, "text number 0")
+    await store.reviews.record_review(second.token, 3, False, corrected=1)
+
+    streamed = await export(store, "csv", method)
+
+    assert streamed == await export_before_streaming(store, "csv", method)
+    rows = list(csv.DictReader(io.StringIO(streamed.removeprefix("\ufeff"), newline="")))
+    t0 = [row for row in rows if row["item_id"] == "t0"]
+    if method == "raw":  # the right label from a reviewer's seat, not worker 1's
+        assert [(row["worker"], row["label"]) for row in t0] == [("3", "negative")]
+    else:
+        assert [(row["label"], row["answers"]) for row in t0] == [("negative", "1")]
