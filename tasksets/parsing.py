@@ -12,22 +12,32 @@ import io
 import json
 import shlex
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from tasksets.spec import DUPLICATE_ID, MAX_ITEMS, TaskSetSpec
+from tasksets.spec import (
+    MAX_ITEMS,
+    CrossItemError,
+    Item,
+    ItemChecks,
+    TaskSetHeader,
+    TaskSetSpec,
+)
 
 Format = Literal["json", "jsonl", "csv"]
 _FORMAT_OF_SUFFIX: dict[str, Format] = {".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
 CSV_COLUMNS = ("id", "text", "image", "audio", "video", "gold", "explanation")
 # A header wider than this is refused before its columns are checked one by one.
 MAX_CSV_COLUMNS = 64
+# Items validated, checked and handed to storage at a time.
+CHUNK_ITEMS = 5000
 # Numbers beyond this power of ten are refused before pydantic turns them into huge integers.
 _MAX_NUMBER_EXPONENT = 1000
 
@@ -72,17 +82,9 @@ class SpecOverrides:
 
 
 def parse_taskset(path: Path, overrides: SpecOverrides = SpecOverrides()) -> TaskSetSpec:
-    """Read and validate the task set file at `path`; the format comes from its extension."""
-    fmt = _FORMAT_OF_SUFFIX.get(path.suffix.lower())
-    if fmt is None:
-        raise TaskSetError(
-            [_problem(f"unsupported file type {path.suffix!r}: use .json, .jsonl or .csv")]
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TaskSetError([_problem(f"cannot read {path}: {exc.strerror}")]) from None
-    return parse_taskset_bytes(data, fmt, overrides, default_name=path.stem)
+    """Read and validate the task set file at `path`, all its items in memory."""
+    with open_taskset(path, overrides) as taskset:
+        return taskset.read_all()
 
 
 def parse_taskset_bytes(
@@ -94,20 +96,412 @@ def parse_taskset_bytes(
 ) -> TaskSetSpec:
     """Validate a task set from raw file bytes. `default_name` (e.g. the file name) is used when
     neither the file nor `overrides` name the set."""
-    given = _given(overrides)
-    source = _READERS[fmt](_decode(data))
-    spec = source.spec | given
-    if default_name is not None:
-        spec.setdefault("name", default_name)
-    source = replace(source, spec=spec, overridden=frozenset(given))
-    problems = list(source.problems)
+    return TaskSetStream(io.BytesIO(data), fmt, overrides, default_name=default_name).read_all()
+
+
+@contextmanager
+def open_taskset(path: Path, overrides: SpecOverrides = SpecOverrides()) -> Iterator[TaskSetStream]:
+    """The task set file at `path`, its header validated, its items still to be read (the
+    format comes from the extension). Raises TaskSetError for a file whose header is wrong."""
+    fmt = _FORMAT_OF_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise TaskSetError(
+            [_problem(f"unsupported file type {path.suffix!r}: use .json, .jsonl or .csv")]
+        )
     try:
-        taskset = TaskSetSpec.model_validate(spec)
-    except ValidationError as exc:
-        problems += [source.locate(error) for error in exc.errors()]
+        stream = path.open("rb")
+    except OSError as exc:
+        raise TaskSetError([_problem(f"cannot read {path}: {exc.strerror}")]) from None
+    with stream:
+        yield TaskSetStream(stream, fmt, overrides, default_name=path.stem)
+
+
+class TaskSetStream:
+    """A task set file read as it is loaded: the header (every spec field but the items) is
+    validated on opening, the items one by one as `item_chunks` reads them. Memory holds one
+    chunk of items, never the file's items (JSON excepted: one document, parsed whole).
+
+    Problems are reported as by a whole-file check: every one, each naming its line, item and
+    field. A file whose header is wrong raises TaskSetError at once (after reading its items
+    for their problems too)."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        fmt: Format,
+        overrides: SpecOverrides = SpecOverrides(),
+        *,
+        default_name: str | None = None,
+    ) -> None:
+        source = _READERS[fmt](stream)
+        given = _given(overrides)
+        spec = source.spec | given
+        if default_name is not None:
+            spec.setdefault("name", default_name)
+        self._source = replace(source, overridden=frozenset(given))
+        self._found: list[tuple[tuple[int, int, int], Problem]] = []
+        for problem in source.problems:
+            self._add(problem, _HEADER_RANK)
+        self.count = 0  # entries read so far (an entry is an item, valid or not)
+        header: TaskSetHeader | None = None
+        try:
+            header = TaskSetHeader.model_validate(spec)
+        except ValidationError as exc:
+            for error in exc.errors():
+                self._add(self._source.locate_spec(error), _field_rank(error["loc"]))
+        self._checks = ItemChecks(header)
+        if header is None:
+            for _ in self.item_chunks():  # raises TaskSetError with the items' problems too
+                pass
+        assert header is not None
+        self.header = header
+
+    @property
+    def gold_items(self) -> int:
+        return self._checks.gold_items
+
+    def item_chunks(self, size: int = CHUNK_ITEMS) -> Iterator[list[Item]]:
+        """The valid items, `size` at a time, each after every check it can have once its own
+        and earlier entries are read. Once a problem is found nothing more is yielded, and
+        after the last entry TaskSetError lists every problem in the file."""
+        chunk: list[Item] = []
+        indexes: list[int] = []
+        lines: list[int] = []
+        for line, entry in self._source.items:
+            if isinstance(entry, Problem):
+                self._add(entry, _ITEMS_RANK)
+                continue
+            index = self.count
+            self.count += 1
+            if index >= MAX_ITEMS:
+                continue  # counted, not checked
+            try:
+                item = Item.model_validate(entry)
+            except ValidationError as exc:
+                for error in exc.errors():
+                    problem = self._source.locate_item(error, index, line, entry)
+                    self._add(problem, _ITEMS_RANK, index)
+                continue
+            chunk.append(item)
+            indexes.append(index)
+            lines.append(line or 0)
+            if len(chunk) == size:
+                self._check(chunk, indexes, lines)
+                if not self._found:
+                    yield chunk
+                chunk, indexes, lines = [], [], []
+        if chunk:
+            self._check(chunk, indexes, lines)
+        self._check_count()
+        for found in self._checks.finish(self.count):
+            self._add_cross_item(found)
+        if self._found:
+            raise TaskSetError([problem for _, problem in sorted(self._found, key=_first)])
+        if chunk:
+            yield chunk
+
+    def read_all(self) -> TaskSetSpec:
+        """Every item, in one validated TaskSetSpec."""
+        items = [item for chunk in self.item_chunks() for item in chunk]
+        fields = dict(self.header) | {"items": items}
+        # Validated already, item by item and across items: construct, don't check again.
+        return TaskSetSpec.model_construct(self.header.model_fields_set | {"items"}, **fields)
+
+    def _check(self, chunk: list[Item], indexes: list[int], lines: list[int]) -> None:
+        known_lines = lines if self._source.item_lines else None
+        for found in self._checks.check(chunk, indexes, known_lines):
+            self._add_cross_item(found)
+
+    def _check_count(self) -> None:
+        if self._source.items_problem is not None:
+            message = self._source.items_problem
+        elif self.count == 0:
+            message = "needs at least 1 entries, got 0"
+        elif self.count > MAX_ITEMS:
+            message = f"takes at most {MAX_ITEMS:,} entries, got {self.count:,}"
+        else:
+            return
+        problem = Problem(self._source.spec_line, None, "items", message)
+        self._add(problem, _field_rank(("items",)))
+
+    def _add_cross_item(self, found: CrossItemError) -> None:
+        [error] = ValidationError.from_exception_data("TaskSetSpec", [found.error]).errors()
+        loc = error["loc"]
+        if loc[0] != "items":  # an error of the set as a whole (not enough gold)
+            self._add(self._source.locate_spec(error), _ITEMS_RANK, MAX_ITEMS)
+            return
+        index = loc[1]
+        assert isinstance(index, int)
+        problem = Problem(found.line, found.item, _path(loc[2:]), _message(error))
+        self._add(problem, _ITEMS_RANK, index)
+
+    def _add(self, problem: Problem, rank: int, index: int = 0) -> None:
+        # In line order; without lines (JSON) in the order of the spec's fields, items by index.
+        self._found.append(((problem.line or 0, rank, index), problem))
+
+
+_FIELD_RANKS = {name: rank for rank, name in enumerate(TaskSetSpec.model_fields)}
+_ITEMS_RANK = _FIELD_RANKS["items"]
+_HEADER_RANK = -1  # problems found while reading the file come first on their line
+_MISSING = object()
+
+
+def _field_rank(loc: Sequence[int | str]) -> int:
+    """Where a spec field's problems go in a list without lines: unknown fields last."""
+    return _FIELD_RANKS.get(str(loc[0]), len(_FIELD_RANKS)) if loc else _HEADER_RANK
+
+
+def _first(found: tuple[tuple[int, int, int], Problem]) -> tuple[int, int, int]:
+    return found[0]
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A file opened for reading: its spec fields at once, its items as they are read, and
+    where each part came from."""
+
+    spec: dict[str, object]
+    # (line or None, raw item or the Problem of an entry that could not be read)
+    items: Iterator[tuple[int | None, object]]
+    item_lines: bool = True  # whether the reader knows the line of each item (not in JSON)
+    items_problem: str | None = None  # a JSON object without a list of items
+    spec_line: int | None = None  # where the spec fields are, when they are on one line
+    overridden: frozenset[str] = frozenset()  # spec fields that come from SpecOverrides
+    missing_hint: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    def locate_spec(self, error: ErrorDetails) -> Problem:
+        """Turn a pydantic error of a spec field into a Problem naming its line and field."""
+        loc = error["loc"]
+        line = None if loc and loc[0] in self.overridden else self.spec_line
+        return Problem(line, None, _path(loc) or None, _message(error, self.missing_hint))
+
+    def locate_item(
+        self, error: ErrorDetails, index: int, line: int | None, entry: object
+    ) -> Problem:
+        """Turn a pydantic error of an item into a Problem naming its line, id and field."""
+        loc = error["loc"]
+        message = _message(error)
+        item = _item_id(entry)
+        if line is None and item is None:
+            return Problem(None, None, _path(("items", index, *loc)), message)
+        return Problem(line, item, _path(loc) or None, message)
+
+
+def _message(error: ErrorDetails, missing_hint: str = "") -> str:
+    context = error.get("ctx", {})
+    match error["type"]:
+        case "missing":
+            return "is required" + (missing_hint if len(error["loc"]) == 1 else "")
+        case "extra_forbidden":
+            return "unknown field"
+        case "too_short":
+            return f"needs at least {context['min_length']} entries, got {context['actual_length']}"
+        case "too_long":
+            return (
+                f"takes at most {context['max_length']:,} entries, got {context['actual_length']:,}"
+            )
+        case "model_type" | "model_attributes_type" | "dict_type":
+            return "must be an object with named fields"
+        case "value_error":
+            return str(context["error"])
+    return error["msg"]
+
+
+def _item_id(entry: object) -> str | None:
+    item_id = entry.get("id") if isinstance(entry, dict) else None
+    if isinstance(item_id, bool) or not isinstance(item_id, str | int):
+        return None
+    return str(item_id).strip() or None
+
+
+def _read_json(stream: BinaryIO) -> _Source:
+    document = _load_json(_read_text(stream), line=None)
+    if not isinstance(document, dict):
+        raise TaskSetError([_problem('the file must hold one JSON object: {"name": ...}')])
+    items = document.pop("items", None) if "items" in document else _MISSING
+    return _Source(
+        spec=document,
+        items=((None, entry) for entry in (items if isinstance(items, list) else [])),
+        item_lines=False,
+        items_problem=(
+            None
+            if isinstance(items, list)
+            else "is required"
+            if items is _MISSING
+            else "Input should be a valid list"
+        ),
+    )
+
+
+def _read_jsonl(stream: BinaryIO) -> _Source:
+    numbered = enumerate(_lines(stream, newline="\n"), 1)
+    found = next(((number, line) for number, line in numbered if line.strip()), None)
+    if found is None:
+        raise TaskSetError([_problem("the file is empty")])
+    spec_line, header = found
+    spec = _load_json(header, line=spec_line)
+    if not isinstance(spec, dict):
+        raise TaskSetError(
+            [Problem(spec_line, None, None, "the first line must be the spec as a JSON object")]
+        )
+    if "items" in spec:
+        raise TaskSetError(
+            [Problem(spec_line, None, "items", "put each item on its own line after the spec")]
+        )
+
+    def items() -> Iterator[tuple[int | None, object]]:
+        for number, line in numbered:
+            if line.strip():
+                try:
+                    yield number, _load_json(line, line=number)
+                except TaskSetError as exc:
+                    yield number, exc.problems[0]
+
+    return _Source(spec=spec, items=items(), spec_line=spec_line)
+
+
+def _read_csv(stream: BinaryIO) -> _Source:
+    rows = _csv_rows(stream)
+    problems: list[Problem] = []
+    header_line, header = 1, list[str]()
+    for line, row in rows:
+        if isinstance(row, Problem):
+            problems.append(row)
+        else:
+            header_line, header = line, row
+            break
+    else:
+        if not _has_text(stream):
+            raise TaskSetError([_problem("the file is empty")])
+    if len(header) > MAX_CSV_COLUMNS:
+        raise TaskSetError(
+            [
+                Problem(
+                    header_line,
+                    None,
+                    None,
+                    f"the header has {len(header):,} columns; a task set file has at most"
+                    f" {len(CSV_COLUMNS)}: {','.join(CSV_COLUMNS)}",
+                )
+            ]
+        )
+    columns = [name.strip().lower() for name in header]
+    if "id" not in columns:
+        found = ",".join(header)
+        found = found if len(found) <= 80 else found[:80] + "…"
+        problems += [row for _, row in rows if isinstance(row, Problem)]
+        raise TaskSetError(
+            [
+                *problems,
+                Problem(
+                    header_line,
+                    None,
+                    None,
+                    f"missing header: the first row must name the columns, e.g. id,text"
+                    f" (found {found!r})",
+                ),
+            ]
+        )
+    unknown = [name for name in columns if name not in CSV_COLUMNS]
+    repeated = {name for name, uses in Counter(columns).items() if uses > 1}
+    problems += [
+        Problem(header_line, None, name, f"unknown column (known: {', '.join(CSV_COLUMNS)})")
+        for name in unknown
+    ]
+    problems += [Problem(header_line, None, name, "column appears twice") for name in repeated]
     if problems:
-        raise TaskSetError(sorted(problems, key=lambda problem: problem.line or 0))
-    return taskset
+        raise TaskSetError(problems)
+
+    def items() -> Iterator[tuple[int | None, object]]:
+        for line, row in rows:
+            if isinstance(row, Problem):
+                yield line, row
+            elif len(row) > len(columns):
+                yield (
+                    line,
+                    Problem(line, None, None, f"{len(row)} values for {len(columns)} columns"),
+                )
+            else:
+                # Empty cells are absent fields; short rows just leave trailing columns empty.
+                cells = zip(columns, row, strict=False)
+                yield line, {name: cell.strip() for name, cell in cells if cell.strip()}
+
+    hint = " (a CSV file holds only items: give it as a command-line option or in the caption)"
+    return _Source(spec={}, items=items(), missing_hint=hint)
+
+
+def _csv_rows(stream: BinaryIO) -> Iterator[tuple[int, list[str] | Problem]]:
+    """The rows with a non-blank cell, each with the line it starts on; a CSV syntax error
+    ends the file as a Problem."""
+    reader = csv.reader(_lines(stream, newline=""))
+    start = 1
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        yield start, Problem(start, None, None, f"invalid CSV: {exc}")
+
+
+_READERS: dict[Format, Callable[[BinaryIO], _Source]] = {
+    "json": _read_json,
+    "jsonl": _read_jsonl,
+    "csv": _read_csv,
+}
+
+
+def _read_text(stream: BinaryIO) -> str:
+    text = _text(stream, newline="")
+    try:
+        whole = text.read()
+    except UnicodeDecodeError:
+        raise _not_utf8(stream) from None
+    finally:
+        text.detach()
+    if not whole.strip():
+        raise TaskSetError([_problem("the file is empty")])
+    return whole
+
+
+def _lines(stream: BinaryIO, newline: str) -> Iterator[str]:
+    """The file's lines as text, split only at `newline` ("" for any line ending)."""
+    text = _text(stream, newline)
+    try:
+        yield from text
+    except UnicodeDecodeError:
+        raise _not_utf8(stream) from None
+    finally:
+        if not text.closed:  # the caller may have closed the stream before dropping the lines
+            text.detach()  # the stream is the caller's to close
+
+
+def _text(stream: BinaryIO, newline: str) -> io.TextIOWrapper:
+    # utf-8-sig: spreadsheets often save UTF-8 with a byte order mark.
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline=newline)
+
+
+def _not_utf8(stream: BinaryIO) -> TaskSetError:
+    """The error for a file that is not UTF-8, naming the first line that is not."""
+    stream.seek(0)
+    number = next(number for number, line in enumerate(stream, 1) if not _is_utf8(line))
+    return TaskSetError(
+        [Problem(number, None, None, "not UTF-8 text: save the file with UTF-8 encoding")]
+    )
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _has_text(stream: BinaryIO) -> bool:
+    stream.seek(0)  # called after the whole file was read: it is UTF-8
+    return any(line.decode("utf-8-sig").strip() for line in stream)
 
 
 CAPTION_KEYS = ("name", "labels", "overlap", "reward", "answer")
@@ -155,203 +549,10 @@ def parse_caption(caption: str) -> SpecOverrides:
     )
 
 
-@dataclass(frozen=True)
-class _Source:
-    """A file read into the raw shape `TaskSetSpec` validates, with where each part came from."""
-
-    spec: dict[str, object]
-    item_lines: list[int] | None = None  # line of each entry of spec["items"]; None for JSON
-    spec_line: int | None = None  # where the spec fields are, when they are on one line
-    overridden: frozenset[str] = frozenset()  # spec fields that come from SpecOverrides
-    missing_hint: str = ""
-    problems: list[Problem] = field(default_factory=list)
-
-    def locate(self, error: ErrorDetails) -> Problem:
-        """Turn a pydantic error into a Problem naming the line, item id and field."""
-        loc = error["loc"]
-        message = self._message(error)
-        if len(loc) >= 2 and loc[0] == "items" and isinstance(loc[1], int):
-            index = loc[1]
-            line = self.item_lines[index] if self.item_lines is not None else None
-            item = self._item_id(index)
-            if line is None and item is None:
-                return Problem(None, None, _path(loc), message)
-            return Problem(line, item, _path(loc[2:]) or None, message)
-        line = None if loc and loc[0] in self.overridden else self.spec_line
-        return Problem(line, None, _path(loc) or None, message)
-
-    def _message(self, error: ErrorDetails) -> str:
-        context = error.get("ctx", {})
-        if error["type"] == DUPLICATE_ID and self.item_lines is not None:
-            return f"duplicate id, also on line {self.item_lines[context['first_index']]}"
-        match error["type"]:
-            case "missing":
-                return "is required" + (self.missing_hint if len(error["loc"]) == 1 else "")
-            case "extra_forbidden":
-                return "unknown field"
-            case "too_short":
-                return (
-                    f"needs at least {context['min_length']} entries,"
-                    f" got {context['actual_length']}"
-                )
-            case "too_long":
-                return (
-                    f"takes at most {context['max_length']:,} entries,"
-                    f" got {context['actual_length']:,}"
-                )
-            case "model_type" | "model_attributes_type" | "dict_type":
-                return "must be an object with named fields"
-            case "value_error":
-                return str(context["error"])
-        return error["msg"]
-
-    def _item_id(self, index: int) -> str | None:
-        items = self.spec.get("items")
-        entry = items[index] if isinstance(items, list) and index < len(items) else None
-        item_id = entry.get("id") if isinstance(entry, dict) else None
-        if isinstance(item_id, bool) or not isinstance(item_id, str | int):
-            return None
-        return str(item_id).strip() or None
-
-
-def _read_json(text: str) -> _Source:
-    document = _load_json(text, line=None)
-    if not isinstance(document, dict):
-        raise TaskSetError([_problem('the file must hold one JSON object: {"name": ...}')])
-    return _Source(spec=document)
-
-
-def _read_jsonl(text: str) -> _Source:
-    lines = [(number, line) for number, line in enumerate(text.split("\n"), 1) if line.strip()]
-    (spec_line, header), *rest = lines  # _decode refuses empty text
-    spec = _load_json(header, line=spec_line)
-    if not isinstance(spec, dict):
-        raise TaskSetError(
-            [Problem(spec_line, None, None, "the first line must be the spec as a JSON object")]
-        )
-    if "items" in spec:
-        raise TaskSetError(
-            [Problem(spec_line, None, "items", "put each item on its own line after the spec")]
-        )
-    items: list[object] = []
-    item_lines: list[int] = []
-    problems: list[Problem] = []
-    for number, line in rest:
-        try:
-            items.append(_load_json(line, line=number))
-        except TaskSetError as exc:
-            problems += exc.problems
-        else:
-            item_lines.append(number)
-    return _Source(
-        spec={**spec, "items": items},
-        item_lines=item_lines,
-        spec_line=spec_line,
-        problems=problems,
-    )
-
-
-def _read_csv(text: str) -> _Source:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows: list[tuple[int, list[str]]] = []
-    surplus = 0  # rows beyond the header and MAX_ITEMS items: counted, not kept
-    problems: list[Problem] = []
-    start = 1
-    try:
-        for row in reader:
-            if any(cell.strip() for cell in row):
-                if len(rows) <= MAX_ITEMS:
-                    rows.append((start, row))
-                else:
-                    surplus += 1
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        problems.append(Problem(start, None, None, f"invalid CSV: {exc}"))
-    header_line, header = rows[0] if rows else (start, [])
-    if len(header) > MAX_CSV_COLUMNS:
-        raise TaskSetError(
-            [
-                Problem(
-                    header_line,
-                    None,
-                    None,
-                    f"the header has {len(header):,} columns; a task set file has at most"
-                    f" {len(CSV_COLUMNS)}: {','.join(CSV_COLUMNS)}",
-                )
-            ]
-        )
-    if surplus:
-        count = len(rows) - 1 + surplus
-        raise TaskSetError(
-            [Problem(None, None, "items", f"takes at most {MAX_ITEMS:,} entries, got {count:,}")]
-        )
-    columns = [name.strip().lower() for name in header]
-    if "id" not in columns:
-        found = ",".join(header)
-        found = found if len(found) <= 80 else found[:80] + "…"
-        raise TaskSetError(
-            [
-                *problems,
-                Problem(
-                    header_line,
-                    None,
-                    None,
-                    f"missing header: the first row must name the columns, e.g. id,text"
-                    f" (found {found!r})",
-                ),
-            ]
-        )
-    unknown = [name for name in columns if name not in CSV_COLUMNS]
-    repeated = {name for name, uses in Counter(columns).items() if uses > 1}
-    problems += [
-        Problem(header_line, None, name, f"unknown column (known: {', '.join(CSV_COLUMNS)})")
-        for name in unknown
-    ]
-    problems += [Problem(header_line, None, name, "column appears twice") for name in repeated]
-    if problems:
-        raise TaskSetError(problems)
-    items: list[dict[str, str]] = []
-    item_lines: list[int] = []
-    for line, row in rows[1:]:
-        if len(row) > len(columns):
-            problems.append(
-                Problem(line, None, None, f"{len(row)} values for {len(columns)} columns")
-            )
-            continue
-        # Empty cells are absent fields; short rows just leave trailing columns empty.
-        cells = zip(columns, row, strict=False)
-        items.append({name: cell.strip() for name, cell in cells if cell.strip()})
-        item_lines.append(line)
-    hint = " (a CSV file holds only items: give it as a command-line option or in the caption)"
-    return _Source(
-        spec={"items": items}, item_lines=item_lines, missing_hint=hint, problems=problems
-    )
-
-
-_READERS: dict[Format, Callable[[str], _Source]] = {
-    "json": _read_json,
-    "jsonl": _read_jsonl,
-    "csv": _read_csv,
-}
-
-
-def _decode(data: bytes) -> str:
-    try:
-        text = data.decode("utf-8-sig")  # spreadsheets often save UTF-8 with a byte order mark
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise TaskSetError(
-            [Problem(line, None, None, "not UTF-8 text: save the file with UTF-8 encoding")]
-        ) from None
-    if not text.strip():
-        raise TaskSetError([_problem("the file is empty")])
-    return text
-
-
 def _load_json(text: str, *, line: int | None) -> object:
     """Parse JSON with exact decimals (a reward of 0.1 must never pass through float)."""
     try:
-        return json.loads(text, parse_float=_json_decimal, parse_constant=_no_constant)
+        return _JSON.decode(text)
     except json.JSONDecodeError as exc:
         at = exc.lineno if line is None else line
         message = f"invalid JSON: {exc.msg} (column {exc.colno})"
@@ -369,6 +570,10 @@ def _json_decimal(literal: str) -> Decimal:
 
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a number")
+
+
+# One decoder for every line of a JSONL file: json.loads with hooks would build one per call.
+_JSON = json.JSONDecoder(parse_float=_json_decimal, parse_constant=_no_constant)
 
 
 def _given(overrides: SpecOverrides) -> dict[str, object]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from typing import Literal, Self
+from hashlib import blake2b
+from typing import Literal, NamedTuple, Self
 from urllib.parse import urlsplit
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,7 +39,8 @@ ANSWER_TYPES: tuple[AnswerType, ...] = ("labels", "text", "voice", "text_or_voic
 TextAggregate = Literal["vote", "rover"]
 MAX_ANSWER_LENGTH = 4096  # a Telegram message
 MEDIA_KINDS: tuple[MediaKind, ...] = ("image", "audio", "video")
-MAX_ITEMS = 100_000
+# A set's items are read and stored a chunk at a time, so the limit is not memory's.
+MAX_ITEMS = 10_000_000
 # Error type of a repeated item id; its context names the index of the first use, which the
 # parsers turn into a line number.
 DUPLICATE_ID = "duplicate_item_id"
@@ -183,8 +187,9 @@ class Overlap(BaseModel):
         return self
 
 
-class TaskSetSpec(BaseModel):
-    """A validated task set, as loaded from a JSON, JSONL or CSV file."""
+class TaskSetHeader(BaseModel):
+    """Everything a task set file says besides its items, validated before any item is read:
+    a file is loaded item by item (`tasksets.parsing.TaskSetStream`)."""
 
     model_config = _MODEL_CONFIG
 
@@ -219,7 +224,6 @@ class TaskSetSpec(BaseModel):
     aggregate: TextAggregate = "vote"
     # The review stream: which answers reviewers check, what a review pays, who reviews.
     review: ReviewRule | None = None
-    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @model_validator(mode="before")
     @classmethod
@@ -343,71 +347,6 @@ class TaskSetSpec(BaseModel):
             raise _errors(self, *errors)
         return self
 
-    @model_validator(mode="after")
-    def _items_agree(self) -> Self:
-        # Cross-item checks, raised as one error per offending item so the parsers can name it.
-        errors: list[InitErrorDetails] = []
-        first_use: dict[str, int] = {}
-        labels = ", ".join(self.label_values)
-        # The highest item number a worker can see: each item reaches a worker at most once.
-        last_number = len(self.items)
-        for index, item in enumerate(self.items):
-            first = first_use.setdefault(item.id, index)
-            if first != index:
-                errors.append(
-                    _located(
-                        ("items", index, "id"),
-                        item.id,
-                        DUPLICATE_ID,
-                        "duplicate id: items[{first_index}] and items[{index}]",
-                        first_index=first,
-                        index=index,
-                    )
-                )
-            rendered = telegram_length(item_body(last_number, item.text, self.question))
-            if rendered > MAX_TEXT:
-                errors.append(
-                    _located(
-                        ("items", index, "text"),
-                        item.text,
-                        "message_too_long",
-                        "with its item number and the question the message has {length} "
-                        "characters; Telegram sends at most {limit}",
-                        length=rendered,
-                        limit=MAX_TEXT,
-                    )
-                )
-            if item.gold is not None:
-                problem = self._gold_problem(item.gold, labels)
-                if problem is not None:
-                    kind, template = problem
-                    errors.append(
-                        _located(
-                            ("items", index, "gold"),
-                            item.gold,
-                            kind,
-                            template,
-                            gold=item.gold,
-                            labels=labels,
-                            max_length=self.max_length,
-                        )
-                    )
-        gold_items = sum(item.gold is not None for item in self.items)
-        if self.qualification is not None and self.qualification.items > gold_items:
-            errors.append(
-                _located(
-                    ("qualification", "items"),
-                    self.qualification.items,
-                    "not_enough_gold",
-                    "asks for {wanted} gold items but the set has {gold_items}",
-                    wanted=self.qualification.items,
-                    gold_items=gold_items,
-                )
-            )
-        if errors:
-            raise _errors(self, *errors)
-        return self
-
     def _gold_problem(self, gold: str, labels: str) -> tuple[str, str] | None:
         """Why an item's gold answer cannot be checked against a worker's, as an error kind
         and its message template (over gold, labels, max_length), or None."""
@@ -428,6 +367,202 @@ class TaskSetSpec(BaseModel):
     def reward_minor(self) -> int:
         """The reward per answer in integer minor units of `currency` ("0.02" USD -> 2)."""
         return money.to_minor(self.reward, self.currency)
+
+
+class TaskSetSpec(TaskSetHeader):
+    """A validated task set with all its items in memory (chat uploads, tests, the demo)."""
+
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
+
+    @property
+    def header(self) -> TaskSetHeader:
+        return self
+
+    def item_chunks(self) -> Iterator[Sequence[Item]]:
+        """The items as `storage` loads them, like `tasksets.parsing.TaskSetStream`'s."""
+        yield self.items
+
+    @model_validator(mode="after")
+    def _items_agree(self) -> Self:
+        checks = ItemChecks(self)
+        found = checks.check(self.items, range(len(self.items))) + checks.finish(len(self.items))
+        errors = [cross_item.error for cross_item in found]
+        if errors:
+            raise _errors(self, *errors)
+        return self
+
+
+class CrossItemError(NamedTuple):
+    """An error an item has only in the company of the set's other items."""
+
+    line: int | None  # where the item is in its file, when the reader knows
+    item: str | None  # its id; None for an error of the set as a whole
+    error: InitErrorDetails  # located in the task set: ("items", 5, "gold")
+
+
+class ItemChecks:
+    """The checks that need more than one item, run a chunk of items at a time so that a set is
+    validated as it is read: a repeated id, a gold answer the set cannot check, a message too
+    long once the item number and the question are added, enough gold for the qualification.
+    `header` None (the file's header is invalid) checks only the ids."""
+
+    def __init__(self, header: TaskSetHeader | None) -> None:
+        self.header = header
+        self.gold_items = 0
+        self._seen = SeenIds()
+        self._labels = ", ".join(header.label_values) if header is not None else ""
+        # How long an item's message is ("Item 12345", its text, the question) depends on the
+        # last item number, known only at the end. Only texts close to the limit can go over
+        # it, so those items are kept (a few per megabyte of file at most) and measured then.
+        self._longest_prefix = (
+            telegram_length(item_body(MAX_ITEMS, "", header.question)) + 2
+            if header is not None
+            else 0
+        )
+        self._near_limit: list[tuple[int, int | None, Item]] = []
+
+    def check(
+        self, items: Sequence[Item], indexes: Sequence[int], lines: Sequence[int] | None = None
+    ) -> list[CrossItemError]:
+        """Check items[k], the set's entry number indexes[k] (on lines[k] of its file, if the
+        reader knows), after every item before it."""
+        found: list[CrossItemError] = []
+        repeated = self._seen.add([item.id for item in items], indexes, lines)
+        for offset, (item, index) in enumerate(zip(items, indexes, strict=True)):
+            line = lines[offset] if lines is not None else None
+            first = repeated.get(offset)
+            if first is not None:
+                first_index, first_line = first
+                template = (
+                    "duplicate id, also on line {first_line}"
+                    if lines is not None
+                    else "duplicate id: items[{first_index}] and items[{index}]"
+                )
+                found.append(
+                    CrossItemError(
+                        line,
+                        item.id,
+                        _located(
+                            ("items", index, "id"),
+                            item.id,
+                            DUPLICATE_ID,
+                            template,
+                            first_index=first_index,
+                            first_line=first_line,
+                            index=index,
+                        ),
+                    )
+                )
+            if self.header is None:
+                continue
+            # telegram_length(text) <= 2 * len(text): most texts are short enough to skip.
+            if item.text is not None and 2 * len(item.text) + self._longest_prefix > MAX_TEXT:
+                longest = item_body(MAX_ITEMS, item.text, self.header.question)
+                if telegram_length(longest) > MAX_TEXT:
+                    self._near_limit.append((index, line, item))
+            if item.gold is not None:
+                self.gold_items += 1
+                problem = self.header._gold_problem(item.gold, self._labels)
+                if problem is not None:
+                    kind, template = problem
+                    error = _located(
+                        ("items", index, "gold"),
+                        item.gold,
+                        kind,
+                        template,
+                        gold=item.gold,
+                        labels=self._labels,
+                        max_length=self.header.max_length,
+                    )
+                    found.append(CrossItemError(line, item.id, error))
+        return found
+
+    def finish(self, count: int) -> list[CrossItemError]:
+        """The checks that need every item, once all `count` of them went through `check`."""
+        if self.header is None:
+            return []
+        found: list[CrossItemError] = []
+        # The highest item number a worker can see: each item reaches a worker at most once.
+        for index, line, item in self._near_limit:
+            rendered = telegram_length(item_body(count, item.text, self.header.question))
+            if rendered > MAX_TEXT:
+                error = _located(
+                    ("items", index, "text"),
+                    item.text,
+                    "message_too_long",
+                    "with its item number and the question the message has {length} "
+                    "characters; Telegram sends at most {limit}",
+                    length=rendered,
+                    limit=MAX_TEXT,
+                )
+                found.append(CrossItemError(line, item.id, error))
+        qualification = self.header.qualification
+        if qualification is not None and qualification.items > self.gold_items:
+            error = _located(
+                ("qualification", "items"),
+                qualification.items,
+                "not_enough_gold",
+                "asks for {wanted} gold items but the set has {gold_items}",
+                wanted=qualification.items,
+                gold_items=self.gold_items,
+            )
+            found.append(CrossItemError(None, None, error))
+        return found
+
+
+class SeenIds:
+    """The item ids seen so far, each as a 16-byte BLAKE2 digest with the index and line of its
+    first use: 24 bytes an item, where a dict of the ids themselves takes about 150."""
+
+    _DIGEST = np.dtype("S16")
+
+    def __init__(self) -> None:
+        # Sorted runs of (digest, first index, first line), merged like the digits of a binary
+        # counter so that each digest is copied O(log n) times in all.
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(
+        self, ids: Sequence[str], indexes: Sequence[int], lines: Sequence[int] | None
+    ) -> dict[int, tuple[int, int]]:
+        """Record ids[k] as entry indexes[k] on lines[k]; returns {k: (first index, first
+        line)} for each id seen before (in an earlier call or earlier in `ids`)."""
+        repeated: dict[int, tuple[int, int]] = {}
+        first_in_chunk: dict[str, int] = {}
+        for offset, item_id in enumerate(ids):
+            first = first_in_chunk.setdefault(item_id, offset)
+            if first != offset:
+                repeated[offset] = (indexes[first], lines[first] if lines is not None else 0)
+        fresh = list(first_in_chunk.values())
+        digests = np.array(
+            [blake2b(ids[offset].encode(), digest_size=16).digest() for offset in fresh],
+            dtype=self._DIGEST,
+        )
+        for run_digests, run_indexes, run_lines in self._runs:
+            at = np.searchsorted(run_digests, digests).clip(max=len(run_digests) - 1)
+            for position in np.flatnonzero(run_digests[at] == digests):
+                repeated[fresh[position]] = (
+                    int(run_indexes[at[position]]),
+                    int(run_lines[at[position]]),
+                )
+        self._push(
+            digests,
+            np.array([indexes[offset] for offset in fresh], dtype=np.uint32),
+            np.array(
+                [lines[offset] for offset in fresh] if lines is not None else [0] * len(fresh),
+                dtype=np.uint32,
+            ),
+        )
+        return repeated
+
+    def _push(self, digests: np.ndarray, indexes: np.ndarray, lines: np.ndarray) -> None:
+        order = np.argsort(digests)
+        run = (digests[order], indexes[order], lines[order])
+        while self._runs and len(self._runs[-1][0]) <= len(run[0]):
+            previous = self._runs.pop()
+            merged = [np.concatenate(pair) for pair in zip(previous, run, strict=True)]
+            order = np.argsort(merged[0], kind="stable")
+            run = (merged[0][order], merged[1][order], merged[2][order])
+        self._runs.append(run)
 
 
 def _located(

@@ -422,13 +422,24 @@ def test_missing_file_is_a_task_set_error(tmp_path: Path) -> None:
         parse_taskset(tmp_path / "absent.json")
 
 
-def test_more_items_than_the_limit_are_refused() -> None:
-    rows = "".join(f"t{number},x\n" for number in range(MAX_ITEMS + 1))
+def test_more_items_than_the_limit_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tasksets.parsing.MAX_ITEMS", 1000)
+    rows = "".join(f"t{number},x\n" for number in range(1001))
     data = f"id,text\n{rows}".encode()
 
     assert problems_of(data, "csv", PETS) == [
-        "field 'items': takes at most 100,000 entries, got 100,001"
+        "field 'items': takes at most 1,000 entries, got 1,001"
     ]
+
+
+def test_a_set_may_hold_more_than_a_hundred_thousand_items() -> None:
+    count = 100_001
+    assert MAX_ITEMS >= 1_000_000
+    data = ("id,text\n" + "".join(f"{number},x\n" for number in range(count))).encode()
+
+    spec = parse_taskset_bytes(data, "csv", PETS)
+
+    assert len(spec.items) == count and spec.items[-1].id == str(count - 1)
 
 
 def test_qualification_needs_enough_gold_items() -> None:
