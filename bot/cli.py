@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load as a draft: served to nobody until a coordinator publishes it (/tasksets)",
     )
+    load.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="count the items stored on stderr (default: when stderr is a terminal)",
+    )
     load.set_defaults(handler=cmd_load)
 
     listing = commands.add_parser("tasksets", help="list task sets with progress")
@@ -303,7 +308,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     from storage.models import TaskSetStatus
     from storage.store import TaskSetExists
     from tasksets.money import format_money
-    from tasksets.parsing import SpecOverrides, TaskSetError, parse_taskset
+    from tasksets.parsing import SpecOverrides, TaskSetError, TaskSetStream, open_taskset
 
     overrides = SpecOverrides(
         name=args.name,
@@ -312,23 +317,22 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         answer=args.answer,
         reward=args.reward,
     )
-    try:
-        spec = parse_taskset(args.file, overrides)
-    except TaskSetError as error:
-        print(f"labelbot: {args.file} is not a valid task set:\n{error}", file=sys.stderr)
-        return EXIT_INVALID
 
-    async def load(store: LabelStore) -> int:
+    async def load(taskset: TaskSetStream, store: LabelStore) -> int:
+        spec = taskset.header
+        shown = args.progress if args.progress is not None else sys.stderr.isatty()
         try:
-            await store.load_taskset(
-                spec, status=TaskSetStatus.DRAFT if args.draft else TaskSetStatus.ACTIVE
-            )
+            with load_progress(spec.name, shown) as on_progress:
+                await store.load_taskset(
+                    taskset,
+                    status=TaskSetStatus.DRAFT if args.draft else TaskSetStatus.ACTIVE,
+                    on_progress=on_progress,
+                )
         except TaskSetExists as error:
             print(f"labelbot: {error}; choose another --name", file=sys.stderr)
             return EXIT_INVALID
-        gold = sum(1 for item in spec.items if item.gold is not None)
         print(
-            f"loaded {spec.name!r}: {len(spec.items)} items ({gold} gold), "
+            f"loaded {spec.name!r}: {taskset.count} items ({taskset.gold_items} gold), "
             + (
                 f"labels {', '.join(spec.label_values)}"
                 if spec.answer == "labels"
@@ -341,7 +345,29 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
 
-    return with_store(settings, load)
+    # The file is read while it is stored (memory holds a chunk of items, not the set): a
+    # problem found on the way rolls the transaction back and is reported like one found first.
+    try:
+        with open_taskset(args.file, overrides) as taskset:
+            return with_store(settings, functools.partial(load, taskset))
+    except TaskSetError as error:
+        print(f"labelbot: {args.file} is not a valid task set:\n{error}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+@contextlib.contextmanager
+def load_progress(name: str, shown: bool) -> Iterator[Callable[[int], None] | None]:
+    """A live count of the items stored, on stderr; None when not `shown`."""
+    if not shown:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("loading {task.description}: {task.completed:,} items"))
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task(name, total=None)
+        yield lambda stored: progress.update(task, completed=stored)
 
 
 def cmd_tasksets(args: argparse.Namespace, settings: Settings) -> int:

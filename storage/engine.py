@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event, insert
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -119,6 +119,34 @@ async def execute_autocommit(url: str | URL, statement: str) -> None:
             await connection.exec_driver_sql(statement)
     finally:
         await engine.dispose()
+
+
+RowWriter = Callable[[Sequence[Sequence[Any]]], Awaitable[None]]
+
+
+async def row_writer(
+    connection: AsyncConnection, table: Table, columns: Sequence[str]
+) -> RowWriter:
+    """Inserts batches of rows (values of `columns`, in that order) in the connection's
+    transaction, the fastest way each backend has: PostgreSQL's COPY (twice as fast as a
+    multi-row INSERT for 100,000 items), SQLite's executemany. Values reach the driver as they
+    are, without SQLAlchemy's type conversions: give them as the driver takes them."""
+    if connection.dialect.name == "postgresql":
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+
+        async def copy(rows: Sequence[Sequence[Any]]) -> None:
+            await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))
+
+        return copy
+    statement = insert(table).compile(dialect=connection.dialect, column_keys=list(columns))
+    assert list(statement.positiontup or ()) == list(columns), "columns in table order"
+
+    async def execute_many(rows: Sequence[Sequence[Any]]) -> None:
+        await connection.exec_driver_sql(statement.string, list(rows))
+
+    return execute_many
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

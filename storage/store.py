@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import typing
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from statistics import median
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, and_, case, cast, func, insert, select, text, update
+from sqlalchemy import BigInteger, Table, and_, case, cast, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.broadcasts import BroadcastQueue
 from storage.coordination import Coordination
-from storage.engine import session_factory
+from storage.engine import row_writer, session_factory
 from storage.labeling import Choice, Labeling
 from storage.ledger import Ledger, on_reinstated
 from storage.models import (
@@ -53,7 +56,7 @@ from storage.statements.shapes import read_row
 from storage.statements.tallies import TALLY_CHECKS
 from tasksets.quality import smoothed_accuracy
 from tasksets.replies import Reply
-from tasksets.spec import TaskSetSpec
+from tasksets.spec import LoadableTaskSet
 
 DEFAULT_LEASE = timedelta(minutes=10)
 # Each query counts rows that break one bookkeeping invariant (the counters kept by the hot path
@@ -82,6 +85,40 @@ CONSISTENCY_CHECKS = {
     **LEDGER_CHECKS,
     **TALLY_CHECKS,
 }
+
+
+# The columns load_taskset writes, in the table's order; the others keep their defaults.
+_ITEM_COLUMNS = (
+    "taskset_id",
+    "external_id",
+    "position",
+    "text",
+    "media_kind",
+    "media_ref",
+    "gold_label",
+    "explanation",
+    "is_gold",
+    "answer_count",
+    "in_flight",
+    "needed",
+    "open",
+)
+_END = object()
+T = TypeVar("T")
+
+
+async def read_ahead(chunks: Iterator[T]) -> AsyncIterator[T]:
+    """The elements of a blocking iterator, each next one read in a thread while the caller
+    works on the one before (storing a chunk waits on the database, reading one on the CPU)."""
+    pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, _END))
+    try:
+        while (chunk := await pending) is not _END:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, _END))
+            yield chunk  # type: ignore[misc]
+    finally:
+        # The caller failed or stopped early: let the thread finish before the iterator goes.
+        with contextlib.suppress(Exception):
+            await pending
 
 
 def sum_minor(total: Any) -> Any:
@@ -127,16 +164,22 @@ class LabelStore:
 
     async def load_taskset(
         self,
-        spec: TaskSetSpec,
+        taskset: LoadableTaskSet,
         *,
         status: TaskSetStatus = TaskSetStatus.ACTIVE,
+        on_progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Store a validated task set and its items in one transaction; returns its id."""
+        """Store a task set and its items in one transaction; returns its id.
+
+        The items of a `TaskSetStream` are read while they are stored: the next chunk is read
+        and validated in a thread while this one is written. A problem in the file raises its
+        TaskSetError here, and nothing is stored. `on_progress` gets the items stored so far."""
+        spec = taskset.header
         now = self.clock()
         async with self.sessions.begin() as session:
             if await session.scalar(select(TaskSet.id).where(TaskSet.name == spec.name)):
                 raise TaskSetExists(f"a task set named {spec.name!r} already exists")
-            taskset = TaskSet(
+            row = TaskSet(
                 name=spec.name,
                 title=spec.title,
                 instructions=spec.instructions,
@@ -163,31 +206,37 @@ class LabelStore:
                 status=status,
                 created_at=now,
             )
-            session.add(taskset)
+            session.add(row)
             await session.flush()
-            rows = []
-            for position, item in enumerate(spec.items):
-                media = item.media
-                rows.append(
-                    {
-                        "taskset_id": taskset.id,
-                        "external_id": item.id,
-                        "position": position,
-                        "text": item.text,
-                        "media_kind": media[0] if media else None,
-                        "media_ref": media[1] if media else None,
-                        "gold_label": item.gold,
-                        "explanation": item.explanation,
-                        "is_gold": item.gold is not None,
-                        "answer_count": 0,
-                        "in_flight": 0,
-                        "needed": spec.overlap.min,
-                        "open": True,
-                    }
-                )
-            for start in range(0, len(rows), 5000):
-                await session.execute(insert(Item), rows[start : start + 5000])
-            return taskset.id
+            items = typing.cast(Table, Item.__table__)
+            write = await row_writer(await session.connection(), items, _ITEM_COLUMNS)
+            stored = 0
+            async for chunk in read_ahead(iter(taskset.item_chunks())):
+                rows = []
+                for position, item in enumerate(chunk, stored):
+                    media = item.media
+                    rows.append(
+                        (
+                            row.id,
+                            item.id,
+                            position,
+                            item.text,
+                            media[0] if media else None,
+                            media[1] if media else None,
+                            item.gold,
+                            item.explanation,
+                            item.gold is not None,
+                            0,  # answer_count
+                            0,  # in_flight
+                            spec.overlap.min,  # needed
+                            True,  # open
+                        )
+                    )
+                await write(rows)
+                stored += len(rows)
+                if on_progress is not None:
+                    on_progress(stored)
+            return row.id
 
     async def close(self) -> None:
         await self.labeling.close()

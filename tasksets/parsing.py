@@ -335,11 +335,13 @@ def _read_json(stream: BinaryIO) -> _Source:
 
 
 def _read_jsonl(stream: BinaryIO) -> _Source:
-    numbered = enumerate(_lines(stream, newline="\n"), 1)
-    found = next(((number, line) for number, line in numbered if line.strip()), None)
-    if found is None:
-        raise TaskSetError([_problem("the file is empty")])
-    spec_line, header = found
+    numbered = enumerate(_text(stream, newline="\n"), 1)  # lines split at "\n" only
+    try:
+        spec_line, header = next((number, line) for number, line in numbered if line.strip())
+    except StopIteration:
+        raise TaskSetError([_problem("the file is empty")]) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(stream) from None
     spec = _load_json(header, line=spec_line)
     if not isinstance(spec, dict):
         raise TaskSetError(
@@ -351,18 +353,22 @@ def _read_jsonl(stream: BinaryIO) -> _Source:
         )
 
     def items() -> Iterator[tuple[int | None, object]]:
-        for number, line in numbered:
-            if line.strip():
-                try:
-                    yield number, _load_json(line, line=number)
-                except TaskSetError as exc:
-                    yield number, exc.problems[0]
+        try:
+            for number, line in numbered:
+                if line.strip():
+                    try:
+                        yield number, _load_json(line, line=number)
+                    except TaskSetError as exc:
+                        yield number, exc.problems[0]
+        except UnicodeDecodeError:
+            raise _not_utf8(stream) from None
 
     return _Source(spec=spec, items=items(), spec_line=spec_line)
 
 
 def _read_csv(stream: BinaryIO) -> _Source:
-    rows = _csv_rows(stream)
+    text = _text(stream, newline="")  # kept open here: _has_text reads the stream again
+    rows = _csv_rows(text, stream)
     problems: list[Problem] = []
     header_line, header = 1, list[str]()
     for line, row in rows:
@@ -425,24 +431,28 @@ def _read_csv(stream: BinaryIO) -> _Source:
             else:
                 # Empty cells are absent fields; short rows just leave trailing columns empty.
                 cells = zip(columns, row, strict=False)
-                yield line, {name: cell.strip() for name, cell in cells if cell.strip()}
+                yield line, {name: value for name, cell in cells if (value := cell.strip())}
 
     hint = " (a CSV file holds only items: give it as a command-line option or in the caption)"
     return _Source(spec={}, items=items(), missing_hint=hint)
 
 
-def _csv_rows(stream: BinaryIO) -> Iterator[tuple[int, list[str] | Problem]]:
+def _csv_rows(
+    text: io.TextIOWrapper, stream: BinaryIO
+) -> Iterator[tuple[int, list[str] | Problem]]:
     """The rows with a non-blank cell, each with the line it starts on; a CSV syntax error
     ends the file as a Problem."""
-    reader = csv.reader(_lines(stream, newline=""))
+    reader = csv.reader(text)
     start = 1
     try:
         for row in reader:
-            if any(cell.strip() for cell in row):
+            if "".join(row).strip():
                 yield start, row
             start = reader.line_num + 1
     except csv.Error as exc:
         yield start, Problem(start, None, None, f"invalid CSV: {exc}")
+    except UnicodeDecodeError:
+        raise _not_utf8(stream) from None
 
 
 _READERS: dict[Format, Callable[[BinaryIO], _Source]] = {
@@ -463,18 +473,6 @@ def _read_text(stream: BinaryIO) -> str:
     if not whole.strip():
         raise TaskSetError([_problem("the file is empty")])
     return whole
-
-
-def _lines(stream: BinaryIO, newline: str) -> Iterator[str]:
-    """The file's lines as text, split only at `newline` ("" for any line ending)."""
-    text = _text(stream, newline)
-    try:
-        yield from text
-    except UnicodeDecodeError:
-        raise _not_utf8(stream) from None
-    finally:
-        if not text.closed:  # the caller may have closed the stream before dropping the lines
-            text.detach()  # the stream is the caller's to close
 
 
 def _text(stream: BinaryIO, newline: str) -> io.TextIOWrapper:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from hashlib import blake2b
-from typing import Literal, NamedTuple, Self
+from typing import Literal, NamedTuple, Protocol, Self
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -94,13 +94,20 @@ class Item(BaseModel):
 
     @model_validator(mode="after")
     def _has_content(self) -> Self:
-        media = [kind for kind in MEDIA_KINDS if getattr(self, kind) is not None]
+        # Run for every item of a set: the common text-only item takes the short way.
+        no_media = self.image is None and self.audio is None and self.video is None
+        media = [] if no_media else [kind for kind in MEDIA_KINDS if getattr(self, kind)]
         if len(media) > 1:
             raise ValueError(f"has {' and '.join(media)}: an item takes at most one media field")
         if not media and self.text is None:
             raise ValueError("needs text or a media field (image, audio or video)")
         limit = MAX_CAPTION if media else MAX_TEXT
-        if self.text is not None and telegram_length(self.text) > limit:
+        # telegram_length(text) <= 2 * len(text): only a long text needs measuring.
+        if (
+            self.text is not None
+            and 2 * len(self.text) > limit
+            and telegram_length(self.text) > limit
+        ):
             where = "as a media caption" if media else "in a message"
             raise _errors(
                 self,
@@ -118,6 +125,8 @@ class Item(BaseModel):
     @property
     def media(self) -> tuple[MediaKind, str] | None:
         """The media field that is set, as (kind, URL or file_id), or None for a text item."""
+        if self.image is None and self.audio is None and self.video is None:
+            return None
         for kind in MEDIA_KINDS:
             reference: str | None = getattr(self, kind)
             if reference is not None:
@@ -390,6 +399,16 @@ class TaskSetSpec(TaskSetHeader):
         if errors:
             raise _errors(self, *errors)
         return self
+
+
+class LoadableTaskSet(Protocol):
+    """What storage loads: a validated header, then the items a chunk at a time (a
+    `TaskSetSpec` in memory, or a `tasksets.parsing.TaskSetStream` reading its file)."""
+
+    @property
+    def header(self) -> TaskSetHeader: ...
+
+    def item_chunks(self) -> Iterator[Sequence[Item]]: ...
 
 
 class CrossItemError(NamedTuple):
