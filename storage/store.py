@@ -210,14 +210,14 @@ class LabelStore:
             await session.flush()
             items = typing.cast(Table, Item.__table__)
             write = await row_writer(await session.connection(), items, _ITEM_COLUMNS)
-            stored = 0
+            taskset_id, needed, stored = row.id, spec.overlap.min, 0
             async for chunk in read_ahead(iter(taskset.item_chunks())):
                 rows = []
                 for position, item in enumerate(chunk, stored):
                     media = item.media
                     rows.append(
                         (
-                            row.id,
+                            taskset_id,
                             item.id,
                             position,
                             item.text,
@@ -228,7 +228,7 @@ class LabelStore:
                             item.gold is not None,
                             0,  # answer_count
                             0,  # in_flight
-                            spec.overlap.min,  # needed
+                            needed,
                             True,  # open
                         )
                     )
@@ -236,7 +236,7 @@ class LabelStore:
                 stored += len(rows)
                 if on_progress is not None:
                     on_progress(stored)
-            return row.id
+            return taskset_id
 
     async def close(self) -> None:
         await self.labeling.close()

@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from tasksets.spec import (
@@ -164,34 +164,23 @@ class TaskSetStream:
         """The valid items, `size` at a time, each after every check it can have once its own
         and earlier entries are read. Once a problem is found nothing more is yielded, and
         after the last entry TaskSetError lists every problem in the file."""
-        chunk: list[Item] = []
-        indexes: list[int] = []
-        lines: list[int] = []
+        entries: list[object] = []
+        lines: list[int | None] = []
         for line, entry in self._source.items:
             if isinstance(entry, Problem):
                 self._add(entry, _ITEMS_RANK)
                 continue
-            index = self.count
             self.count += 1
-            if index >= MAX_ITEMS:
+            if self.count > MAX_ITEMS:
                 continue  # counted, not checked
-            try:
-                item = Item.model_validate(entry)
-            except ValidationError as exc:
-                for error in exc.errors():
-                    problem = self._source.locate_item(error, index, line, entry)
-                    self._add(problem, _ITEMS_RANK, index)
-                continue
-            chunk.append(item)
-            indexes.append(index)
-            lines.append(line or 0)
-            if len(chunk) == size:
-                self._check(chunk, indexes, lines)
+            entries.append(entry)
+            lines.append(line)
+            if len(entries) == size:
+                chunk = self._validated(entries, lines, self.count - size)
                 if not self._found:
                     yield chunk
-                chunk, indexes, lines = [], [], []
-        if chunk:
-            self._check(chunk, indexes, lines)
+                entries, lines = [], []
+        chunk = self._validated(entries, lines, self.count - len(entries)) if entries else []
         self._check_count()
         for found in self._checks.finish(self.count):
             self._add_cross_item(found)
@@ -207,10 +196,31 @@ class TaskSetStream:
         # Validated already, item by item and across items: construct, don't check again.
         return TaskSetSpec.model_construct(self.header.model_fields_set | {"items"}, **fields)
 
-    def _check(self, chunk: list[Item], indexes: list[int], lines: list[int]) -> None:
-        known_lines = lines if self._source.item_lines else None
-        for found in self._checks.check(chunk, indexes, known_lines):
+    def _validated(self, entries: list[object], lines: list[int | None], start: int) -> list[Item]:
+        """The valid items among entries (entry k is the set's entry start+k, on lines[k]),
+        after the checks across items; the problems of the others are recorded."""
+        try:
+            # One call for the chunk, the way it is fastest: most chunks are valid.
+            items = _ITEM_LIST.validate_python(entries)
+            indexes = list(range(start, start + len(entries)))
+            item_lines = lines
+        except ValidationError:
+            # Then one entry at a time, to keep the valid ones and name the others.
+            items, indexes, item_lines = [], [], []
+            for offset, (entry, line) in enumerate(zip(entries, lines, strict=True)):
+                try:
+                    items.append(Item.model_validate(entry))
+                except ValidationError as exc:
+                    for error in exc.errors():
+                        problem = self._source.locate_item(error, start + offset, line, entry)
+                        self._add(problem, _ITEMS_RANK, start + offset)
+                    continue
+                indexes.append(start + offset)
+                item_lines.append(line)
+        known_lines = [line or 0 for line in item_lines] if self._source.item_lines else None
+        for found in self._checks.check(items, indexes, known_lines):
             self._add_cross_item(found)
+        return items
 
     def _check_count(self) -> None:
         if self._source.items_problem is not None:
@@ -240,6 +250,7 @@ class TaskSetStream:
         self._found.append(((problem.line or 0, rank, index), problem))
 
 
+_ITEM_LIST = TypeAdapter(list[Item])
 _FIELD_RANKS = {name: rank for rank, name in enumerate(TaskSetSpec.model_fields)}
 _ITEMS_RANK = _FIELD_RANKS["items"]
 _HEADER_RANK = -1  # problems found while reading the file come first on their line
