@@ -14,7 +14,7 @@ import shlex
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -140,8 +140,6 @@ class TaskSetStream:
             spec.setdefault("name", default_name)
         self._source = replace(source, overridden=frozenset(given))
         self._found: list[tuple[tuple[int, int, int], Problem]] = []
-        for problem in source.problems:
-            self._add(problem, _HEADER_RANK)
         self.count = 0  # entries read so far (an entry is an item, valid or not)
         header: TaskSetHeader | None = None
         try:
@@ -253,7 +251,7 @@ class TaskSetStream:
 _ITEM_LIST = TypeAdapter(list[Item])
 _FIELD_RANKS = {name: rank for rank, name in enumerate(TaskSetSpec.model_fields)}
 _ITEMS_RANK = _FIELD_RANKS["items"]
-_HEADER_RANK = -1  # problems found while reading the file come first on their line
+_HEADER_RANK = -1  # a problem of the spec as a whole comes first
 _MISSING = object()
 
 
@@ -279,7 +277,6 @@ class _Source:
     spec_line: int | None = None  # where the spec fields are, when they are on one line
     overridden: frozenset[str] = frozenset()  # spec fields that come from SpecOverrides
     missing_hint: str = ""
-    problems: list[Problem] = field(default_factory=list)
 
     def locate_spec(self, error: ErrorDetails) -> Problem:
         """Turn a pydantic error of a spec field into a Problem naming its line and field."""
