@@ -347,7 +347,7 @@ def _read_jsonl(stream: BinaryIO) -> _Source:
     try:
         spec_line, header = next((number, line) for number, line in numbered if line.strip())
     except StopIteration:
-        raise TaskSetError([_problem("the file is empty")]) from None
+        raise _empty(stream) from None
     except UnicodeDecodeError:
         raise _not_utf8(stream) from None
     spec = _load_json(header, line=spec_line)
@@ -387,7 +387,7 @@ def _read_csv(stream: BinaryIO) -> _Source:
             break
     else:
         if not _has_text(stream):
-            raise TaskSetError([_problem("the file is empty")])
+            raise _empty(stream)
     if len(header) > MAX_CSV_COLUMNS:
         raise TaskSetError(
             [
@@ -479,7 +479,7 @@ def _read_text(stream: BinaryIO) -> str:
     finally:
         text.detach()
     if not whole.strip():
-        raise TaskSetError([_problem("the file is empty")])
+        raise _empty(stream)
     return whole
 
 
@@ -506,8 +506,17 @@ def _is_utf8(line: bytes) -> bool:
 
 
 def _has_text(stream: BinaryIO) -> bool:
-    stream.seek(0)  # called after the whole file was read: it is UTF-8
-    return any(line.decode("utf-8-sig").strip() for line in stream)
+    stream.seek(0)
+    return any(line.decode("utf-8-sig", errors="ignore").strip() for line in stream)
+
+
+def _empty(stream: BinaryIO) -> TaskSetError:
+    """The error for a file that decoded to white space: empty, or not UTF-8 after all (the
+    decoder takes a lone start of a byte order mark at the end of a file for one, silently)."""
+    stream.seek(0)
+    if all(_is_utf8(line) for line in stream):
+        return TaskSetError([_problem("the file is empty")])
+    return _not_utf8(stream)
 
 
 CAPTION_KEYS = ("name", "labels", "overlap", "reward", "answer")

@@ -387,6 +387,16 @@ def test_empty_file_is_refused(fmt: Format) -> None:
     assert problems_of(b" \n\n", fmt) == ["the file is empty"]
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv"])
+@pytest.mark.parametrize("data", [b"\xef", b"\n\n\xef\xbb"])
+def test_a_lone_start_of_a_byte_order_mark_is_not_utf8(fmt: Format, data: bytes) -> None:
+    line = data.count(b"\n") + 1
+
+    assert problems_of(data, fmt) == [
+        f"line {line}: not UTF-8 text: save the file with UTF-8 encoding"
+    ]
+
+
 def test_file_that_is_not_utf8_names_the_line() -> None:
     data = spec_json().replace(b'"I love', b'\n"I \xe9 love')
 
