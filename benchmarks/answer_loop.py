@@ -326,7 +326,9 @@ def environment(
 
 
 def is_item(message: JSONDict) -> bool:
-    return "reply_markup" in message
+    """A message with answer buttons (an answered one keeps only its Undo)."""
+    keyboard = message.get("reply_markup", {}).get("inline_keyboard", [])
+    return any(str(b.get("callback_data", "")).startswith("a:") for row in keyboard for b in row)
 
 
 def item_after(item: JSONDict) -> Callable[[JSONDict], bool]:

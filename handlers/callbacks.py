@@ -22,6 +22,10 @@ JOIN_PATTERN = re.compile(r"^j:(\d{1,18})$")
 # which asks for the right label before anything is recorded.
 REVIEW_PATTERN = re.compile(r"^r:([A-Za-z0-9_-]{8,32}):(y|n|\d{1,2})$")
 REVIEW_WRONG_PATTERN = re.compile(r"^rx:([A-Za-z0-9_-]{8,32}):(\d{1,2}|-)$")
+# Undo an answer: its id and the token of the lease it answered (a new token once undone).
+UNDO_PATTERN = re.compile(r"^u:(\d{1,18}):([A-Za-z0-9_-]{8,32})$")
+# "Skip reason" under a "not sure" answer: the prompt message it takes away.
+NO_REASON_PATTERN = re.compile(r"^nr:(\d{1,18})$")
 
 _CHOICE_CODES: dict[str, Literal["skip", "unsure"]] = {"s": "skip", "u": "unsure"}
 
@@ -96,6 +100,30 @@ def encode_dispute(answer_id: int) -> str:
 
 def decode_dispute(data: str) -> int | None:
     match = DISPUTE_PATTERN.match(data)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class UndoData:
+    answer_id: int
+    token: str
+
+
+def encode_undo(answer_id: int, token: str) -> str:
+    return encode_parts("u", answer_id, token)
+
+
+def decode_undo(data: str) -> UndoData | None:
+    match = UNDO_PATTERN.match(data)
+    return UndoData(int(match.group(1)), match.group(2)) if match else None
+
+
+def encode_no_reason(prompt_message_id: int) -> str:
+    return f"nr:{prompt_message_id}"
+
+
+def decode_no_reason(data: str) -> int | None:
+    match = NO_REASON_PATTERN.match(data)
     return int(match.group(1)) if match else None
 
 

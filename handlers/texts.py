@@ -24,6 +24,7 @@ from storage.results import (
     NoItemReason,
     Rejection,
     TaskSetView,
+    UndoRefusal,
     WorkerScore,
 )
 from storage.standing import Board, MyNumbers, Place, Unranked
@@ -36,6 +37,15 @@ from tasksets.standing import Period
 SKIP_BUTTON = "Skip"
 UNSURE_BUTTON = "Not sure"
 DISPUTE_BUTTON = "Dispute"
+UNDO_BUTTON = "↩ Undo"
+NO_REASON_BUTTON = "Skip reason"
+# The "not sure" prompt (a ForceReply); it ends with the answer's id, so a reply finds it
+# (handlers/worker.py: UNSURE_PROMPT_RE).
+UNSURE_PROMPT = "Why not sure? (optional)\nReply to this message, or tap “Skip reason”. (#{id})"
+UNSURE_PLACEHOLDER = "Why not sure? (optional)"
+UNSURE_REASON_SAVED = "Thanks – noted for the coordinators."
+UNSURE_REASON_STALE = "That “Not sure” answer was undone or changed, so the reason was not kept."
+NO_REASON = "Fine – kept without a reason."
 
 HELP = (
     "I send you items to label, one at a time. Tap the button that fits best; "
@@ -72,6 +82,17 @@ ALERTS = {
     Rejection.FOREIGN: "This button belongs to someone else's item.",
     Rejection.EXPIRED: "This item timed out and went to someone else. Here is a fresh one.",
 }
+UNDO_ALERTS = {
+    UndoRefusal.FORGED: ALERTS[Rejection.FORGED],
+    UndoRefusal.ALREADY: "Already undone.",
+    UndoRefusal.TOO_LATE: "Too late to undo: an answer can be undone for 30 seconds.",
+    UndoRefusal.TAKEN: "Can't undo: that item went to someone else meanwhile.",
+    UndoRefusal.NOT_ACTIVE: "Can't undo: the task is paused or closed.",
+    UndoRefusal.SUSPENDED: "Can't undo: your work on this task is paused.",
+    UndoRefusal.ELSEWHERE: "Can't undo: you moved to another task.",
+    UndoRefusal.REVIEWED: "Can't undo: a reviewer has judged this answer already.",
+}
+UNDONE = "↩ Undone – answer it again."
 DISPUTE_RECORDED = "Thanks – a coordinator will review this control question."
 SLOW_DOWN = (
     "Slow down a little, please: I skipped your last few messages, and nothing in them was "
@@ -439,6 +460,10 @@ def ledger_line(line: LedgerLine) -> str:
             return f"{amount} reversed{where}: suspended ({line.reason})"
         case LedgerKind.RESTORE:
             return f"{amount} restored{where}: reinstated"
+        case LedgerKind.UNDONE:
+            return f"{amount} reversed{where}: answer undone"
+        case LedgerKind.ANSWERED_AGAIN:
+            return f"{amount} answer{where}: answered again"
         case LedgerKind.PAYOUT:
             return f"{amount} paid out"
 
@@ -486,7 +511,7 @@ def delete_confirm(erased_unpaid: str | None) -> str:
     lines = [
         "🗑 Delete your data?",
         "Erased: your name, username and language, and the name you show on leaderboards. "
-        "You leave every leaderboard, and your dispute reasons are blanked.",
+        "You leave every leaderboard, and your dispute and “not sure” reasons are blanked.",
         "Kept, under an anonymous id that no longer leads to you: your answers (they are part "
         "of the labeled datasets) and your earnings ledger (so the accounts still add up).",
     ]
@@ -810,9 +835,9 @@ def unsure_items(title: str, items: list[UnsureItem]) -> str:
     if not items:
         return f"No “Not sure” answers in “{title}” yet."
     lines = [f"❓ Items workers were not sure about in “{title}” (most first):"]
-    lines += [
-        f"{item.item_id} ({item.count}×): {(item.text or '(media item)')[:200]}" for item in items
-    ]
+    for item in items:
+        lines.append(f"{item.item_id} ({item.count}×): {(item.text or '(media item)')[:200]}")
+        lines += [f"  – “{reason[:200]}”" for reason in item.reasons]
     lines.append("Unclear items often mean the guidelines need an example.")
     return "\n".join(lines)
 

@@ -25,12 +25,18 @@ from handlers.callbacks import (
     ANSWER_PATTERN,
     DISPUTE_PATTERN,
     JOIN_PATTERN,
+    NO_REASON_PATTERN,
+    UNDO_PATTERN,
     decode_answer,
     decode_dispute,
     decode_join,
+    decode_no_reason,
+    decode_undo,
     encode_answer,
     encode_dispute,
     encode_join,
+    encode_no_reason,
+    encode_undo,
     encode_verdict,
     encode_wrong,
 )
@@ -56,6 +62,8 @@ from storage.results import (
     ServedItem,
     TaskSetView,
     UnderReview,
+    UndoRefusal,
+    UndoRefused,
 )
 from tasksets.rendering import fits_caption, fits_text, item_body
 
@@ -67,6 +75,7 @@ CHAT_PROBLEMS = ("chat not found", "user not found", "peer_id_invalid", "rights"
 MAX_REFUSED_ITEMS_IN_A_ROW = 3
 DISPUTE_PROMPT = "Dispute #{id}: if you like, reply with what you think is wrong."
 DISPUTE_PROMPT_RE = re.compile(r"^Dispute #(\d+):")
+UNSURE_PROMPT_RE = re.compile(r"^Why not sure\?.*\(#(\d+)\)$", re.DOTALL)  # texts.UNSURE_PROMPT
 ITEM_NUMBER_RE = re.compile(r"^Item (\d+)$", re.MULTILINE)
 
 
@@ -97,12 +106,13 @@ def review_keyboard(served: ServedItem, review: UnderReview) -> list[list[Button
     ]
 
 
-def item_keyboard(served: ServedItem, dispute: int | None = None) -> InlineKeyboard:
-    """The labels with Skip and Not sure, or a review's verdict buttons."""
+def item_keyboard(served: ServedItem, after: list[Button] | None = None) -> InlineKeyboard:
+    """The labels with Skip and Not sure, or a review's verdict buttons; ``after``: a row of
+    the answer before (on a card: its Dispute, Undo or Skip reason buttons)."""
     if served.review is not None:
         rows = review_keyboard(served, served.review)
-        if dispute is not None:
-            rows.append([dispute_button(dispute)])
+        if after:
+            rows.append(after)
         return InlineKeyboard(inline_keyboard=rows)
     labels = served.taskset.labels
     per_row = 1 if any(len(label.text) > 18 for label in labels) else 2
@@ -117,13 +127,38 @@ def item_keyboard(served: ServedItem, dispute: int | None = None) -> InlineKeybo
             Button(text=texts.UNSURE_BUTTON, callback_data=encode_answer(served.token, "unsure")),
         ]
     )
-    if dispute is not None:  # a card under gold feedback: the Dispute button of that answer
-        rows.append([dispute_button(dispute)])
+    if after:  # a card: the Dispute, Undo or Skip reason buttons of the answer before
+        rows.append(after)
     return InlineKeyboard(inline_keyboard=rows)
 
 
 def dispute_button(answer_id: int) -> Button:
     return Button(text=texts.DISPUTE_BUTTON, callback_data=encode_dispute(answer_id))
+
+
+def answer_buttons(outcome: Recorded, token: str, prompt_id: int | None) -> list[Button]:
+    """The buttons an answer leaves for a while: Dispute under gold feedback, Undo (the answer
+    and the lease it answered; too late after UNDO_SECONDS, by the server's clock), and Skip
+    reason under a "not sure" prompt. They stay until that message is next edited: taking them
+    away on time would cost a second Bot API call per answer."""
+    buttons = []
+    if outcome.gold is not None:
+        buttons.append(dispute_button(outcome.gold.answer_id))
+    if outcome.undoable:
+        undo = encode_undo(outcome.answer_id, token)
+        buttons.append(Button(text=texts.UNDO_BUTTON, callback_data=undo))
+    if prompt_id is not None:
+        skip = encode_no_reason(prompt_id)
+        buttons.append(Button(text=texts.NO_REASON_BUTTON, callback_data=skip))
+    return buttons
+
+
+def ptb_markup(buttons: list[Button] | None) -> InlineKeyboardMarkup | None:
+    """One row of buttons as PTB's markup, for the calls PTB makes itself; None for none."""
+    if not buttons:
+        return None
+    row = [InlineKeyboardButton(b["text"], callback_data=b["callback_data"]) for b in buttons]
+    return InlineKeyboardMarkup([row])
 
 
 async def send_item(
@@ -140,7 +175,7 @@ async def send_item(
     body = task_body(served)
     if head is not None:
         body = texts.card(head, body)
-    keyboard = item_keyboard(served, dispute)
+    keyboard = item_keyboard(served, [dispute_button(dispute)] if dispute is not None else None)
     bot = context.bot
     if served.review is not None and served.review.voice_file_id is not None:
         await bot.send_voice(chat_id, served.review.voice_file_id)
@@ -320,11 +355,14 @@ async def answer(update: Update, context: Context) -> None:
                 await edit_body(context, message, outcome.chosen)
             await show(context, chat_id, current)
         return
+    unsure = data.choice == "unsure"
     if message is not None and on_cards(outcome.next):
         # The confirmation rides on the tap's answer, which no rate limit counts.
         toast = asyncio.ensure_future(answer_query(query, texts.card_answered(outcome.chosen)))
         try:
-            await answer_on_card(context, message, outcome)
+            prompt_id = await ask_unsure_reason(context, chat_id, outcome) if unsure else None
+            after = answer_buttons(outcome, data.token, prompt_id)
+            await answer_on_card(context, message, outcome, after)
         finally:
             await toast
         return
@@ -332,7 +370,10 @@ async def answer(update: Update, context: Context) -> None:
     if message is not None:
         spinner = asyncio.ensure_future(answer_query(query))  # one task, where gather makes two
         try:
-            await edit_body(context, message, outcome.chosen)
+            prompt_id = await ask_unsure_reason(context, chat_id, outcome) if unsure else None
+            gold = outcome.gold is not None  # the Dispute button goes under the feedback
+            after = [] if gold else answer_buttons(outcome, data.token, prompt_id)
+            await edit_body(context, message, outcome.chosen, after)
         finally:
             await spinner
     else:
@@ -391,18 +432,35 @@ def on_cards(result: NextItem) -> bool:
     return result.taskset is not None and result.taskset.layout == "card"
 
 
-async def answer_on_card(context: Context, message: Message, outcome: Recorded) -> None:
+async def ask_unsure_reason(context: Context, chat_id: int, outcome: Recorded) -> int:
+    """After "Not sure": ask why, with a ForceReply the worker may answer or ignore (the next
+    item comes at once all the same). Returns the prompt's message id."""
+    prompt = await context.bot.send_message(
+        chat_id,
+        texts.UNSURE_PROMPT.format(id=outcome.answer_id),
+        reply_markup=ForceReply(input_field_placeholder=texts.UNSURE_PLACEHOLDER),
+    )
+    return prompt.message_id
+
+
+async def answer_on_card(
+    context: Context, message: Message, outcome: Recorded, after: list[Button]
+) -> None:
     """Edit the answered card into the next item (or the reason there is none), with the gold
-    feedback, a change of standing and the answer's confirmation on top."""
+    feedback, a change of standing and the answer's confirmation on top, and the answer's
+    buttons (``after``) under the next item's."""
     lines = outcome_news(outcome)
     number = ITEM_NUMBER_RE.search(message.text or message.caption or "")
     lines.append(texts.card_confirmation(outcome.chosen, int(number[1]) if number else None))
-    dispute = outcome.gold.answer_id if outcome.gold is not None else None
-    await show_on_card(context, message, "\n".join(lines), outcome.next, dispute)
+    await show_on_card(context, message, "\n".join(lines), outcome.next, after)
 
 
 async def show_on_card(
-    context: Context, message: Message, head: str, result: NextItem, dispute: int | None = None
+    context: Context,
+    message: Message,
+    head: str,
+    result: NextItem,
+    after: list[Button] | None = None,
 ) -> None:
     """Edit the card into ``result`` under ``head``: one Bot API call. Where Telegram cannot
     (a text message into a media one or back, a caption too long, an item it refuses) the card
@@ -412,7 +470,7 @@ async def show_on_card(
     try:
         if isinstance(result, ServedItem):
             body = texts.card(head, task_body(result))
-            keyboard = item_keyboard(result, dispute)
+            keyboard = item_keyboard(result, after)
             if result.media_kind is None or result.media_ref is None:
                 if is_text and fits_text(body):
                     await bot.replace_text(chat_id, message_id, body, keyboard)
@@ -425,8 +483,7 @@ async def show_on_card(
                 return
         elif is_text:
             body = texts.card(head, texts.no_item(result))
-            buttons = [[dispute_button(dispute)]] if dispute is not None else None
-            markup = InlineKeyboard(inline_keyboard=buttons) if buttons else None
+            markup = InlineKeyboard(inline_keyboard=[after]) if after else None
             await bot.replace_text(chat_id, message_id, body, markup)
             return
     except BadRequest as error:
@@ -442,7 +499,7 @@ async def show_on_card(
         )
         await context.bot_data.store.set_aside(result.token, error.message)
         result = await context.bot_data.store.next_item_for(chat_id)
-    keyboard_markup = dispute_keyboard(dispute) if dispute is not None else None
+    keyboard_markup = ptb_markup(after)
     try:
         if is_text:
             await message.edit_text(head, reply_markup=keyboard_markup)
@@ -469,23 +526,30 @@ def dispute_keyboard(answer_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[button]])
 
 
-async def edit_body(context: Context, message: Message, chosen: str | None) -> None:
-    """Show the choice under the item and drop the buttons (text or media caption alike)."""
+async def edit_body(
+    context: Context, message: Message, chosen: str | None, after: list[Button] | None = None
+) -> None:
+    """Show the choice under the item, in place of its buttons those the answer leaves
+    (``after``: Undo, Skip reason), text or media caption alike."""
     body = message.text if message.text is not None else message.caption
     await replace_body(
         context,
         message,
         texts.answered(body or "", chosen) if chosen else texts.expired(body or ""),
+        after,
     )
 
 
-async def replace_body(context: Context, message: Message, new_body: str) -> None:
-    """Edit the message's text (or caption) and drop its buttons."""
+async def replace_body(
+    context: Context, message: Message, new_body: str, after: list[Button] | None = None
+) -> None:
+    """Edit the message's text (or caption); its buttons give way to ``after``, if any."""
     try:
         if message.text is not None:
-            await context.bot.replace_text(message.chat_id, message.message_id, new_body)
+            keyboard = InlineKeyboard(inline_keyboard=[after]) if after else None
+            await context.bot.replace_text(message.chat_id, message.message_id, new_body, keyboard)
         else:
-            await message.edit_caption(new_body, reply_markup=None)
+            await message.edit_caption(new_body, reply_markup=ptb_markup(after))
     except BadRequest as error:
         # A redelivered update may find the message already edited; that is fine.
         if "not modified" not in error.message.lower():
@@ -503,7 +567,7 @@ async def dispute(update: Update, context: Context) -> None:
         return
     await answer_query(query, texts.DISPUTE_RECORDED)
     if isinstance(query.message, Message):  # a card keeps its item's buttons
-        await query.message.edit_reply_markup(without_dispute(query.message.reply_markup))
+        await query.message.edit_reply_markup(without(query.message.reply_markup, DISPUTE_PATTERN))
     await context.bot.send_message(
         query.from_user.id,
         DISPUTE_PROMPT.format(id=dispute_id),
@@ -511,13 +575,25 @@ async def dispute(update: Update, context: Context) -> None:
     )
 
 
-def without_dispute(markup: InlineKeyboardMarkup | None) -> InlineKeyboardMarkup | None:
+def without(
+    markup: InlineKeyboardMarkup | None, pattern: re.Pattern[str]
+) -> InlineKeyboardMarkup | None:
+    """The keyboard less the buttons whose callback data matches ``pattern``."""
     rows = [
-        [b for b in row if not DISPUTE_PATTERN.match(str(b.callback_data))]
+        [b for b in row if not pattern.match(str(b.callback_data))]
         for row in (markup.inline_keyboard if markup else ())
     ]
     kept = [row for row in rows if row]
     return InlineKeyboardMarkup(kept) if kept else None
+
+
+async def drop_buttons(message: Message, pattern: re.Pattern[str]) -> None:
+    """Take the tapped kind of button off a message; a redelivered update finds it gone."""
+    try:
+        await message.edit_reply_markup(without(message.reply_markup, pattern))
+    except BadRequest as error:
+        if "not modified" not in error.message.lower():
+            raise
 
 
 async def dispute_reason(update: Update, context: Context) -> None:
@@ -534,6 +610,77 @@ async def dispute_reason(update: Update, context: Context) -> None:
     await message.reply_text(texts.DISPUTE_RECORDED if saved else texts.ALERTS[Rejection.FORGED])
 
 
+async def undo(update: Update, context: Context) -> None:
+    """A tap on Undo: withdraw the answer and show its item again in the tapped message (the
+    answered item in a chat, the card that moved on). Too late, already undone or no longer
+    the worker's item: an alert says so."""
+    tap = await decoded_tap(update, decode_undo)
+    if tap is None:
+        return
+    query, data = tap
+    message = query.message if isinstance(query.message, Message) else None
+    outcome = await context.bot_data.store.undo_answer(
+        data.answer_id, data.token, query.from_user.id
+    )
+    if isinstance(outcome, UndoRefused):
+        await answer_query(query, texts.UNDO_ALERTS[outcome.reason], show_alert=True)
+        if outcome.reopened is None:
+            if message is not None and outcome.reason != UndoRefusal.FORGED:
+                await drop_buttons(message, UNDO_PATTERN)  # it will never work again
+            return
+        reopened = outcome.reopened
+    else:
+        await answer_query(query, texts.UNDONE)
+        reopened = outcome.reopened
+    # Undone now, or before by a tap whose reply never came: show the reopened item.
+    if message is None:
+        await show(context, query.from_user.id, reopened)
+    else:
+        await show_on_card(context, message, texts.UNDONE, reopened)
+
+
+async def no_reason(update: Update, context: Context) -> None:
+    """ "Skip reason": the "not sure" answer stays without one; the prompt goes away, and with
+    it the phone's reply field."""
+    tap = await decoded_tap(update, decode_no_reason)
+    if tap is None:
+        return
+    query, prompt_id = tap
+    await answer_query(query, texts.NO_REASON)
+    try:
+        await context.bot.delete_message(query.from_user.id, prompt_id)
+    except BadRequest as error:  # a second tap: deleted already
+        if "not found" not in error.message.lower():
+            raise
+    if isinstance(query.message, Message):
+        await drop_buttons(query.message, NO_REASON_PATTERN)
+
+
+async def unsure_reason(update: Update, context: Context) -> None:
+    """A reply to the "not sure" prompt: the reason, stored on the worker's own answer."""
+    message = update.effective_message
+    if message is None or message.reply_to_message is None or message.from_user is None:
+        return
+    match = UNSURE_PROMPT_RE.match(message.reply_to_message.text or "")
+    if match is None or not message.text:
+        return  # the filter lets only text replies to the prompt through
+    saved = await context.bot_data.store.set_unsure_reason(
+        int(match.group(1)), message.from_user.id, message.text
+    )
+    await message.reply_text(texts.UNSURE_REASON_SAVED if saved else texts.UNSURE_REASON_STALE)
+
+
+def replies_to(prompt: re.Pattern[str]) -> filters.BaseFilter:
+    """Only text replies to one prompt: any other message may be a typed answer."""
+    return (
+        filters.ChatType.PRIVATE
+        & filters.UpdateType.MESSAGE
+        & filters.TEXT
+        & ~filters.COMMAND
+        & RepliesToPrompt(prompt)
+    )
+
+
 ROUTES = Routes(
     commands=[
         Command("start", "Start labeling", start),
@@ -545,16 +692,11 @@ ROUTES = Routes(
         ButtonRoute(ANSWER_PATTERN, answer, example=encode_answer("tok3n-0123456789", 0)),
         ButtonRoute(DISPUTE_PATTERN, dispute, example=encode_dispute(42)),
         ButtonRoute(JOIN_PATTERN, join_taskset, example=encode_join(7)),
+        ButtonRoute(UNDO_PATTERN, undo, example=encode_undo(42, "tok3n-0123456789")),
+        ButtonRoute(NO_REASON_PATTERN, no_reason, example=encode_no_reason(42)),
     ],
     others=[
-        # Only replies to the dispute prompt: any other message may be a typed answer.
-        MessageHandler(
-            filters.ChatType.PRIVATE
-            & filters.UpdateType.MESSAGE
-            & filters.TEXT
-            & ~filters.COMMAND
-            & RepliesToPrompt(DISPUTE_PROMPT_RE),
-            dispute_reason,
-        ),
+        MessageHandler(replies_to(DISPUTE_PROMPT_RE), dispute_reason),
+        MessageHandler(replies_to(UNSURE_PROMPT_RE), unsure_reason),
     ],
 )

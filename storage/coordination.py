@@ -39,6 +39,7 @@ from storage.models import (
     TaskSet,
     TaskSetStatus,
     Worker,
+    live_answer,
 )
 from storage.results import TaskSetView, WorkerScore
 from storage.session_tx import SessionTransaction
@@ -59,6 +60,8 @@ TRANSITIONS: dict[str, tuple[tuple[TaskSetStatus, ...], TaskSetStatus]] = {
     "resume": ((TaskSetStatus.PAUSED, TaskSetStatus.CLOSED), TaskSetStatus.ACTIVE),
     "close": ((TaskSetStatus.ACTIVE, TaskSetStatus.PAUSED), TaskSetStatus.CLOSED),
 }
+# "Not sure" reasons shown per item.
+REASONS = 3
 # Smoothed gold accuracy buckets of the stats (lower bounds).
 ACCURACY_BUCKETS = (0.0, 0.6, 0.7, 0.8, 0.9)
 SHOWN_WORKERS = 5
@@ -195,6 +198,7 @@ class UnsureItem:
     item_id: str
     text: str | None
     count: int
+    reasons: list[str]  # why, in the workers' words (the latest few of those who said)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +311,7 @@ class Coordination:
             )
             recent_rows = await session.execute(
                 select(Answer.taskset_id, func.count(), func.count(distinct(Answer.worker_id)))
-                .where(Answer.created_at >= since, Answer.kind == AnswerKind.LABEL)
+                .where(Answer.created_at >= since, Answer.kind == AnswerKind.LABEL, live_answer())
                 .group_by(Answer.taskset_id)
             )
             member_rows = await session.execute(
@@ -349,7 +353,7 @@ class Coordination:
         async with self.sessions() as session:
             kinds = await session.execute(
                 select(Answer.kind, Answer.label, func.count())
-                .where(Answer.taskset_id == taskset_id)
+                .where(Answer.taskset_id == taskset_id, live_answer())
                 .group_by(Answer.kind, Answer.label)
             )
             scores = await session.execute(
@@ -365,6 +369,7 @@ class Coordination:
                     Answer.taskset_id == taskset_id,
                     Answer.kind == AnswerKind.LABEL,
                     Item.is_gold.is_(False),
+                    live_answer(),
                 )
                 .group_by(hour)
                 .order_by(hour)
@@ -414,15 +419,35 @@ class Coordination:
         """The items workers most often called "Not sure": where the guidelines need work."""
         async with self.sessions() as session:
             count = func.count().label("count")
-            rows = await session.execute(
-                select(Item.external_id, Item.text, count)
-                .join(Answer, Answer.item_id == Item.id)
-                .where(Answer.taskset_id == taskset_id, Answer.kind == AnswerKind.UNSURE)
-                .group_by(Item.id, Item.external_id, Item.text)
-                .order_by(count.desc(), Item.external_id)
-                .limit(limit)
+            unsure = and_(Answer.kind == AnswerKind.UNSURE, live_answer())
+            rows = (
+                await session.execute(
+                    select(Item.id, Item.external_id, Item.text, count)
+                    .join(Answer, Answer.item_id == Item.id)
+                    .where(Answer.taskset_id == taskset_id, unsure)
+                    .group_by(Item.id, Item.external_id, Item.text)
+                    .order_by(count.desc(), Item.external_id)
+                    .limit(limit)
+                )
+            ).all()
+            said: dict[int, list[str | None]] = {}
+            reasons = await session.execute(
+                select(Answer.item_id, Answer.reason)
+                .where(
+                    Answer.item_id.in_([row[0] for row in rows]),
+                    unsure,
+                    Answer.reason.is_not(None),
+                )
+                .order_by(Answer.id.desc())
             )
-            return [UnsureItem(item_id, text, int(count)) for item_id, text, count in rows]
+            for item, reason in reasons:
+                said.setdefault(item, []).append(reason)
+            return [
+                UnsureItem(
+                    external_id, text, int(n), [str(r) for r in said.get(item_id, [])][:REASONS]
+                )
+                for item_id, external_id, text, n in rows
+            ]
 
     # ------------------------------------------------------------------------ workers
 
@@ -659,7 +684,9 @@ class Coordination:
         (labels by equality, typed answers by ``gold_text_matches``)."""
         answers = await session.execute(
             select(Answer.id, Answer.worker_id, Answer.label, Answer.text, Answer.created_at).where(
-                Answer.item_id == item_id, Answer.kind.in_((AnswerKind.LABEL, AnswerKind.TEXT))
+                Answer.item_id == item_id,
+                Answer.kind.in_((AnswerKind.LABEL, AnswerKind.TEXT)),
+                live_answer(),
             )
         )
         regraded = Regraded()

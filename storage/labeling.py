@@ -49,6 +49,10 @@ from storage.results import (
     ServedItem,
     StatusChange,
     TaskSetView,
+    Undone,
+    UndoOutcome,
+    UndoRefusal,
+    UndoRefused,
 )
 from storage.reviews import judge_level, lease_review, live_review, queue_for_review
 from storage.statements.answers import (
@@ -95,6 +99,20 @@ from storage.statements.replies import (
 )
 from storage.statements.shapes import Standing, read_row
 from storage.statements.tallies import ADD_REWARD_TO_TOTALS, MOVE_BUCKETS, UPSERT_TALLIES
+from storage.statements.undo import (
+    DROP_EMPTY_TALLIES,
+    DROP_FRESH_LEASES,
+    DROP_REVIEWS,
+    LEAVE_BUCKETS,
+    REOPEN_ITEM,
+    REOPEN_LEASE,
+    SET_UNSURE_REASON,
+    STANDING_AFTER_UNDO,
+    UNCOUNT_TALLIES,
+    WITHDRAW_ANSWER,
+    undo_claim_query,
+)
+from storage.undo import credit_again, take_back_money
 from tasksets.money import available_from
 from tasksets.qualification import qualification_verdict
 from tasksets.quality import WorkerRecord, item_posterior, smoothed_accuracy, suspension_reason
@@ -110,6 +128,8 @@ EDIT_WINDOW = timedelta(minutes=10)
 # How often (in a worker's answers) the rules that read recent history run.
 RULE_CHECK_EVERY = 5
 LEASE_ATTEMPTS = 3
+# How long a worker may undo an answer, by the server's clock.
+UNDO_SECONDS = 30
 
 
 def chosen_text(
@@ -149,6 +169,26 @@ def judge_qualification(
     return StatusChange(status, verdict.reason)
 
 
+def gone_because(row: Any, standing: Standing) -> UndoRefusal | None:
+    """Why an answered item is no longer the worker's to answer again, if it is not."""
+    if row.worker_status == WorkerStatus.BANNED or standing.status not in (
+        MembershipStatus.ACTIVE,
+        MembershipStatus.QUALIFYING,
+    ):
+        return UndoRefusal.SUSPENDED
+    if row.taskset_status != TaskSetStatus.ACTIVE:
+        return UndoRefusal.NOT_ACTIVE
+    if row.current_taskset_id != row.taskset_id:
+        return UndoRefusal.ELSEWHERE
+    if row.set_aside_reason is not None:
+        return UndoRefusal.TAKEN
+    return None
+
+
+async def run_statement(tx: Transaction, statement: Any, params: dict[str, Any]) -> int:
+    return await tx.run(statement, params)
+
+
 class Labeling:
     """Leases and answers. One instance per process, shared by all handlers."""
 
@@ -180,6 +220,7 @@ class Labeling:
         self._answer_writes = answer_writes_statement()
         self._pick_gold = (pick_gold_query(after=True), pick_gold_query(after=False))
         self._claim = claim_query(lock=lock)
+        self._undo_claim = undo_claim_query(lock=lock)
 
     @property
     def driver(self) -> Driver:
@@ -449,7 +490,7 @@ class Labeling:
             return Rejected(Rejection.FOREIGN)
         view, policy = await self.catalog.get(tx, claim.taskset_id)
         if claim.state == AssignmentState.ANSWERED:
-            if claim.answer_kind is None:
+            if claim.answer_kind is None or claim.withdrawn_at is not None:
                 # PostgreSQL: we waited on the row lock of a tap committed meanwhile, and the
                 # row was re-read but the joined answer not: a double tap, answered just now.
                 return Rejected(Rejection.DUPLICATE, seconds_since_answer=0.0)
@@ -495,36 +536,39 @@ class Labeling:
             correct = graded and gold_text_matches(claim.gold_label, text, policy.gold_max_wer)
         else:
             correct = graded and label == claim.gold_label
-        answer_id, standing = await self._write_answer(
-            tx,
-            {
-                "assignment_id": claim.id,
-                "message_id": message_id,
-                "worker_id": worker_id,
-                "item_id": claim.item_id,
-                "taskset_id": claim.taskset_id,
-                "kind": kind,
-                "label": label,
-                "text": text,
-                "voice_file_id": voice.file_id if voice else None,
-                "voice_seconds": voice.seconds if voice else None,
-                "voice_bytes": voice.size if voice else None,
-                "reply_message_id": reply_message_id,
-                "seconds": max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
-                "created_at": now,
-                "added": int(counted),
-                "credit": counted and policy.reward_minor > 0,
-                "amount_minor": policy.reward_minor,
-                "currency": policy.currency,
-                "gold": int(graded),
-                "correct": int(correct),
-                "available_at": available_from(now, policy.hold_hours),
-                "day": period_start(Period.DAY, now),
-                "week": period_start(Period.WEEK, now),
-                "min_set": min_control(policy.last_gold_position is not None),
-                "min_all": MIN_CONTROL_ANSWERS,
-            },
-        )
+        # The lease was reopened by an undo: its answer's money is given back, not credited anew.
+        again = claim.answer_id is not None
+        credit = counted and policy.reward_minor > 0
+        write = {
+            "assignment_id": claim.id,
+            "message_id": message_id,
+            "worker_id": worker_id,
+            "item_id": claim.item_id,
+            "taskset_id": claim.taskset_id,
+            "kind": kind,
+            "label": label,
+            "text": text,
+            "voice_file_id": voice.file_id if voice else None,
+            "voice_seconds": voice.seconds if voice else None,
+            "voice_bytes": voice.size if voice else None,
+            "reply_message_id": reply_message_id,
+            "seconds": max(0.0, (now - as_utc(claim.served_at)).total_seconds()),
+            "created_at": now,
+            "added": int(counted),
+            "credit": credit and not again,
+            "amount_minor": policy.reward_minor,
+            "currency": policy.currency,
+            "gold": int(graded),
+            "correct": int(correct),
+            "available_at": available_from(now, policy.hold_hours),
+            "day": period_start(Period.DAY, now),
+            "week": period_start(Period.WEEK, now),
+            "min_set": min_control(policy.last_gold_position is not None),
+            "min_all": MIN_CONTROL_ANSWERS,
+        }
+        answer_id, standing = await self._write_answer(tx, write)
+        if credit and again:
+            await credit_again(tx, {**write, "answer_id": answer_id, "credit": True}, now)
         review = policy.review
         confidence = None
         if (
@@ -577,6 +621,8 @@ class Labeling:
             gold,
             change,
             following,
+            answer_id,
+            not graded and change is None and view.answer == "labels",  # undoable
             item_message_id=claim.message_id,
             reviewer_change=level,
         )
@@ -612,10 +658,17 @@ class Labeling:
         return answer_id, read_row(Standing, await tx.one(STANDING_AFTER_ANSWER, params))
 
     async def _update_confidence(
-        self, tx: Transaction, item_id: int, view: TaskSetView, policy: Policy
+        self,
+        tx: Transaction,
+        item_id: int,
+        view: TaskSetView,
+        policy: Policy,
+        *,
+        grow: bool = True,
     ) -> float:
         """The item's posterior after this answer, stored; with dynamic overlap, a contested
-        item that reached its quota asks for one more answer."""
+        item that reached its quota asks for one more answer (unless not ``grow``: after an
+        undo)."""
         index = {lab.value: k for k, lab in enumerate(view.labels)}
         votes = await tx.rows(ITEM_VOTES, {"item": item_id})
         _best, confidence = item_posterior(
@@ -626,7 +679,11 @@ class Labeling:
             ],
             len(view.labels),
         )
-        contested = policy.overlap_confidence is not None and confidence < policy.overlap_confidence
+        contested = (
+            grow
+            and policy.overlap_confidence is not None
+            and confidence < policy.overlap_confidence
+        )
         await tx.run(
             SET_CONFIDENCE_AND_GROW if contested else SET_CONFIDENCE,
             {"item": item_id, "confidence": confidence, "max": policy.overlap_max},
@@ -656,6 +713,85 @@ class Labeling:
         )
         reason = suspension_reason(record, rules)
         return StatusChange(MembershipStatus.SUSPENDED, reason) if reason else None
+
+    async def undo_answer(self, answer_id: int, token: str, worker_id: int) -> UndoOutcome:
+        """Withdraw the worker's answer (the one given on the lease ``token``) and lease its item
+        to them again, in one transaction that takes back every counter the answer moved: the
+        item's, the worker's standing, tallies and rank buckets, and its money (a reversal).
+
+        Idempotent: once undone, the lease has a new token, so a second tap or a redelivered
+        update finds the answer undone and changes nothing.
+        """
+        return await self._driver.transaction(
+            self._undo_answer, answer_id, token, worker_id, self.clock()
+        )
+
+    async def _undo_answer(
+        self, tx: Transaction, answer_id: int, token: str, worker_id: int, now: datetime
+    ) -> UndoOutcome:
+        row = await tx.first(self._undo_claim, {"answer_id": answer_id})
+        if row is None or row.worker_id != worker_id:
+            return UndoRefused(UndoRefusal.FORGED)
+        view, policy = await self.catalog.get(tx, row.taskset_id)
+        standing = read_row(Standing, row)
+        if row.token != token or row.withdrawn_at is not None:
+            reopened = None
+            if row.withdrawn_at is not None and row.state == AssignmentState.LEASED:
+                reopened = ServedItem(
+                    row.token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1
+                )
+            return UndoRefused(UndoRefusal.ALREADY, reopened)
+        kind = AnswerKind(row.kind)
+        if (row.is_gold and kind == AnswerKind.LABEL) or view.answer != "labels":
+            return UndoRefused(UndoRefusal.FORGED)  # never offered an Undo
+        if now - as_utc(row.created_at) > timedelta(seconds=UNDO_SECONDS):
+            return UndoRefused(UndoRefusal.TOO_LATE)
+        refusal = gone_because(row, standing)
+        if refusal is not None:
+            return UndoRefused(refusal)
+        if row.reviewed:
+            return UndoRefused(UndoRefusal.REVIEWED)
+        counted = kind == AnswerKind.LABEL
+        answered = as_utc(row.created_at)
+        params = {
+            "answer_id": answer_id,
+            "assignment_id": row.assignment_id,
+            "worker_id": worker_id,
+            "taskset_id": row.taskset_id,
+            "item_id": row.item_id,
+            "removed": int(counted),
+            "now": now,
+            # The tallies the answer counted in: those of its own day and week.
+            "day": period_start(Period.DAY, answered),
+            "week": period_start(Period.WEEK, answered),
+        }
+        if not await tx.run(REOPEN_ITEM, params):
+            return UndoRefused(UndoRefusal.TAKEN)
+        await tx.run(WITHDRAW_ANSWER, params)
+        await tx.run(DROP_REVIEWS, params)
+        await take_back_money(tx, answer_id, now)
+        if counted:
+            await tx.run(LEAVE_BUCKETS, params)
+            await tx.run(UNCOUNT_TALLIES, params)
+            await tx.run(DROP_EMPTY_TALLIES, params)
+            if not row.is_gold:
+                await self._update_confidence(tx, row.item_id, view, policy, grow=False)
+        standing = read_row(Standing, await tx.one(STANDING_AFTER_UNDO, params))
+        # One live lease per worker: the item sent after the answer goes back to the pool.
+        leases = {"worker": worker_id, "taskset": view.id}
+        await self.expire(tx, DROP_FRESH_LEASES, leases)
+        await self.expire(tx, EXPIRE_WORKER_IN_SET, leases)
+        token = secrets.token_urlsafe(12)
+        await tx.run(REOPEN_LEASE, {**params, "token": token, "expires": now + self.lease})
+        return Undone(
+            ServedItem(token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1)
+        )
+
+    async def set_unsure_reason(self, answer_id: int, worker_id: int, reason: str) -> bool:
+        """Store why the worker was not sure, on their own live "not sure" answer; False when
+        the id names no such answer (another's, undone, or answered otherwise since)."""
+        params = {"answer_id": answer_id, "worker_id": worker_id, "reason": reason[:2000]}
+        return bool(await self._driver.transaction(run_statement, SET_UNSURE_REASON, params))
 
     async def set_aside(self, token: str, reason: str) -> bool:
         """Keep the leased item out of the pool for good, because Telegram refuses to show it,

@@ -31,6 +31,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 # Deterministic constraint names keep Alembic autogenerate and SQLite batch mode happy.
 NAMING_CONVENTION = {
@@ -310,6 +311,10 @@ class Answer(Base):
     edited_at: Mapped[datetime | None]
     # Why the worker was not sure, when they said.
     reason: Mapped[str | None] = mapped_column(Text)
+    # When the worker undid the answer (storage/undo.py). The row stays, for its ledger entries,
+    # and every read of answers leaves it out (``live_answer``); the worker's next answer to the
+    # reopened item writes over it.
+    withdrawn_at: Mapped[datetime | None]
     seconds: Mapped[float]
     created_at: Mapped[datetime]
 
@@ -370,6 +375,12 @@ class Review(Base):
     reviewed_at: Mapped[datetime | None]
 
 
+def live_answer() -> ColumnElement[bool]:
+    """The answers that count. Every read of ``answers`` filters with it (as SQL text:
+    ``withdrawn_at IS NULL``): an undone answer stays a row, for its ledger entries."""
+    return Answer.withdrawn_at.is_(None)
+
+
 class LedgerKind(enum.StrEnum):
     """What a ledger entry is, and so which cause it points to."""
 
@@ -382,6 +393,11 @@ class LedgerKind(enum.StrEnum):
     REVERSAL = "reversal"  # pending money taken back at a suspension (reverses_id)
     RESTORE = "restore"  # a reversal undone at a reinstatement (reverses_id)
     PAYOUT = "payout"  # paid out in a payout batch (payout_batch_id)
+    # Kinds of adjustments only (their entries are reversals and restores): the money of an
+    # answer its worker undid, reversed, and given back when they answer the item again. A
+    # reinstatement never restores an undo.
+    UNDONE = "undone"
+    ANSWERED_AGAIN = "answered_again"
 
 
 class LedgerEntry(Base):
@@ -478,7 +494,9 @@ class LedgerAdjustment(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="RESTRICT"))
     taskset_id: Mapped[int | None] = mapped_column(ForeignKey("tasksets.id", ondelete="SET NULL"))
-    kind: Mapped[str] = mapped_column(String(16))  # LedgerKind.REVERSAL, RESTORE or REJECTED
+    # LedgerKind.REVERSAL or RESTORE (a suspension, a reinstatement), REJECTED (a review),
+    # UNDONE or ANSWERED_AGAIN (an undo)
+    kind: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 

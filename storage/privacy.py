@@ -124,6 +124,8 @@ class Privacy:
                         "label": row.label,
                         "seconds": row.seconds,
                         "answered_at": row.created_at,
+                        "not_sure_reason": row.reason,
+                        "undone_at": row.withdrawn_at,
                     }
                     for row in await session.execute(
                         select(
@@ -133,6 +135,8 @@ class Privacy:
                             Answer.label,
                             Answer.seconds,
                             Answer.created_at,
+                            Answer.reason,
+                            Answer.withdrawn_at,
                         )
                         .join(Item, Item.id == Answer.item_id)
                         .where(Answer.worker_id == worker_id)
@@ -273,11 +277,18 @@ class Privacy:
                     .values(worker_id=stand_in)
                     .execution_options(synchronize_session=False)
                 )
-            # A dispute's reason is the worker's own free text: it may say who they are.
+            # A dispute's or a "not sure" reason is the worker's own free text: it may say who
+            # they are.
             await session.execute(
                 update(Dispute)
                 .where(Dispute.answer_id.in_(select(Answer.id).where(Answer.worker_id == stand_in)))
                 .values(reason=None)
+            )
+            await session.execute(
+                update(Answer)
+                .where(Answer.worker_id == stand_in, Answer.reason.is_not(None))
+                .values(reason=None)
+                .execution_options(synchronize_session=False)
             )
             await session.execute(delete(Worker).where(Worker.id == worker_id))
         return Erased(answers, entries, {c: int(v) for c, v in unpaid.items()})

@@ -104,6 +104,10 @@ class Recorded:
     gold: GoldFeedback | None
     status_change: StatusChange | None
     next: NextItem
+    answer_id: int
+    # The worker may undo it (for UNDO_SECONDS): not a gold answer whose feedback showed the
+    # right label, nor one that changed their standing.
+    undoable: bool
     # A typed or voice answer: the bot's message of the answered item, whose buttons go.
     item_message_id: int | None = None
     # The worker became a reviewer for the set (True) or stopped being one (False).
@@ -179,6 +183,35 @@ class Reviewed:
 
 
 ReviewOutcome = Reviewed | Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Undone:
+    """The answer is withdrawn and its item leased to the worker again, under a new token."""
+
+    reopened: ServedItem
+
+
+class UndoRefusal(StrEnum):
+    FORGED = "forged"  # not the tapper's answer, or one that offers no Undo
+    ALREADY = "already"  # undone already: a double tap or a redelivered update
+    TOO_LATE = "too_late"  # past UNDO_SECONDS, by the server's clock
+    TAKEN = "taken"  # the item's slot went to someone else, or it was set aside
+    NOT_ACTIVE = "not_active"  # the set is paused or closed
+    SUSPENDED = "suspended"  # the worker is suspended (or banned) there
+    ELSEWHERE = "elsewhere"  # the worker moved to another set
+    REVIEWED = "reviewed"  # a reviewer gave their verdict on it already
+
+
+@dataclass(frozen=True, slots=True)
+class UndoRefused:
+    reason: UndoRefusal
+    # Undone already and the reopened item still leased: it is shown again (the reply to the
+    # first tap may never have come).
+    reopened: ServedItem | None = None
+
+
+UndoOutcome = Undone | UndoRefused
 
 
 # ------------------------------------------------ reads for exports, scores and earnings

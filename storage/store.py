@@ -34,6 +34,7 @@ from storage.models import (
     TaskSetStatus,
     Worker,
     WorkerStatus,
+    live_answer,
 )
 from storage.privacy import Privacy
 from storage.results import (
@@ -46,6 +47,7 @@ from storage.results import (
     StoredItem,
     TaskSetProgress,
     TaskSetView,
+    UndoOutcome,
     WorkerScore,
 )
 from storage.reviews import Reviews
@@ -67,7 +69,8 @@ CONSISTENCY_CHECKS = {
     ),
     "items whose answer_count differs from their answers": (
         "SELECT count(*) FROM items i WHERE i.answer_count <> "
-        f"(SELECT count(*) FROM answers a WHERE a.item_id = i.id AND a.kind IN {COUNTED_KINDS_SQL})"
+        f"(SELECT count(*) FROM answers a WHERE a.item_id = i.id AND a.kind IN {COUNTED_KINDS_SQL} "
+        "AND a.withdrawn_at IS NULL)"
     ),
     "items whose in_flight differs from their live leases": (
         "SELECT count(*) FROM items i WHERE NOT i.is_gold AND i.in_flight <> "
@@ -75,12 +78,18 @@ CONSISTENCY_CHECKS = {
     ),
     "answered leases without exactly one answer": (
         "SELECT count(*) FROM assignments s WHERE (s.state = 'answered') <> "
-        "EXISTS (SELECT 1 FROM answers a WHERE a.assignment_id = s.id)"
+        "EXISTS (SELECT 1 FROM answers a WHERE a.assignment_id = s.id "
+        "AND a.withdrawn_at IS NULL)"
     ),
+    # An undone answer's reward is cancelled under an 'undone' adjustment, and given back under
+    # an 'answered_again' one when the worker answers the item again.
     "ledger sum minus the rewards of counted answers": (
-        "SELECT (SELECT coalesce(sum(amount_minor), 0) FROM ledger_entries WHERE kind = 'reward')"
+        "SELECT (SELECT coalesce(sum(amount_minor), 0) FROM ledger_entries WHERE kind = 'reward' "
+        "OR adjustment_id IN (SELECT id FROM ledger_adjustments "
+        "WHERE kind IN ('undone', 'answered_again')))"
         " - (SELECT coalesce(sum(t.reward_minor), 0) FROM answers a "
-        f"JOIN tasksets t ON t.id = a.taskset_id WHERE a.kind IN {COUNTED_KINDS_SQL})"
+        f"JOIN tasksets t ON t.id = a.taskset_id WHERE a.kind IN {COUNTED_KINDS_SQL} "
+        "AND a.withdrawn_at IS NULL)"
     ),
     **LEDGER_CHECKS,
     **TALLY_CHECKS,
@@ -300,6 +309,7 @@ class LabelStore:
                     .label("gold_correct"),
                 )
                 .join(Item, Item.id == Answer.item_id)
+                .where(live_answer())
                 .group_by(Answer.taskset_id)
                 .subquery()
             )
@@ -497,6 +507,12 @@ class LabelStore:
     async def note_item_message(self, token: str, message_id: int) -> None:
         await self.labeling.note_item_message(token, message_id)
 
+    async def undo_answer(self, answer_id: int, token: str, worker_id: int) -> UndoOutcome:
+        return await self.labeling.undo_answer(answer_id, token, worker_id)
+
+    async def set_unsure_reason(self, answer_id: int, worker_id: int, reason: str) -> bool:
+        return await self.labeling.set_unsure_reason(answer_id, worker_id, reason)
+
     async def expire_leases(self) -> int:
         return await self.labeling.expire_leases()
 
@@ -543,7 +559,7 @@ class LabelStore:
                         Membership.taskset_id == Answer.taskset_id,
                     ),
                 )
-                .where(Answer.taskset_id == taskset_id)
+                .where(Answer.taskset_id == taskset_id, live_answer())
                 .order_by(Answer.id)
             )
             answers = []
@@ -577,7 +593,7 @@ class LabelStore:
             ).all()
             answers = await session.execute(
                 select(Answer.worker_id, Answer.label, Answer.seconds).where(
-                    Answer.taskset_id == taskset_id
+                    Answer.taskset_id == taskset_id, live_answer()
                 )
             )
             earned = await session.execute(

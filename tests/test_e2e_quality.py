@@ -10,7 +10,7 @@ from bot.app import LabelBotApp
 from bot.fakegram import FakeTelegram, FakeUser
 from storage.models import Dispute
 from tests.factories import LABELS, make_spec
-from tests.test_e2e_worker import newer_than, settled, store_of
+from tests.test_e2e_worker import button_texts, newer_than, settled, store_of
 
 
 def shape(params: dict[str, Any]) -> tuple[object, ...]:
@@ -36,7 +36,7 @@ def item_sends(telegram: FakeTelegram) -> list[dict[str, Any]]:
 
 async def tap(user: FakeUser, label: str) -> dict[str, Any]:
     item = await user.wait_for(
-        lambda m: "reply_markup" in m and m.get("text", "").startswith("Item")
+        lambda m: "Skip" in button_texts(m) and m.get("text", "").startswith("Item")
     )
     await user.press(label, message_id=item["message_id"])
     await user.wait_for(newer_than(item["message_id"]))
@@ -107,7 +107,7 @@ async def test_qualification_pass_then_real_items(bot: LabelBotApp, telegram: Fa
     await ann.send_text("/start")
     for _ in range(3):
         item = await ann.wait_for(
-            lambda m: m.get("text", "").startswith("Item") and "reply_markup" in m
+            lambda m: m.get("text", "").startswith("Item") and "Skip" in button_texts(m)
         )
         control = int(item["text"].split("\n\n")[1].split()[-1])
         await ann.press(LABELS[control % 2], message_id=item["message_id"])  # the right answer

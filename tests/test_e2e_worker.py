@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 
 from bot.app import LabelBotApp
 from bot.fakegram import FakeTelegram, FakeUser
+from bot.fakegram.rendering import buttons
+from handlers import texts
 from handlers.services import Services
 from storage.models import Answer, LedgerEntry, Worker, WorkerStatus
 from tests.conftest import Clock
@@ -44,6 +46,10 @@ def newer_than(message_id: int) -> Callable[[dict[str, Any]], bool]:
     return lambda message: message["message_id"] > message_id
 
 
+def button_texts(message: dict[str, Any]) -> list[str]:
+    return [button["text"] for button in buttons(message)]
+
+
 def item_messages(user: FakeUser) -> list[dict[str, Any]]:
     return [
         m for m in user.messages if (m.get("text") or m.get("caption") or "").startswith("Item")
@@ -54,7 +60,9 @@ async def label_until_done(user: FakeUser, choose: str = LABELS[0], limit: int =
     """Tap ``choose`` on each item until the bot says all is done; returns taps made."""
     taps = 0
     while taps < limit:
-        last = await user.wait_for(lambda m: "reply_markup" in m or ALL_DONE in m.get("text", ""))
+        last = await user.wait_for(
+            lambda m: "Skip" in button_texts(m) or ALL_DONE in m.get("text", "")
+        )
         if ALL_DONE in last.get("text", ""):
             return taps
         await user.press(choose, message_id=last["message_id"])
@@ -82,10 +90,10 @@ async def test_three_workers_label_a_set_to_the_end(
         assert ALL_DONE in user.last["text"]
         bodies = [m.get("text", "").split("\n\n")[1] for m in item_messages(user)]
         assert len(bodies) == len(set(bodies)), "a worker saw an item twice"
-        # Every answered item shows the choice, and no buttons are left on it.
+        # Every answered item shows the choice, and of its buttons only Undo is left.
         for message in item_messages(user):
             assert "Your answer: positive" in message["text"]
-            assert "reply_markup" not in message
+            assert button_texts(message) == [texts.UNDO_BUTTON]
 
 
 async def test_item_message_has_label_skip_and_unsure_buttons(
@@ -250,7 +258,7 @@ async def test_media_items_arrive_as_photo_with_caption(
     assert item["caption"].startswith("Item 1")
     await ann.press("neutral", message_id=item["message_id"])
     edited = await ann.wait_for(lambda m: "Your answer: neutral" in m.get("caption", ""))
-    assert "reply_markup" not in edited
+    assert button_texts(edited) == [texts.UNDO_BUTTON]
 
 
 async def test_me_shows_answers_accuracy_and_earnings(

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -475,6 +475,26 @@ async def test_callback_data_longer_than_64_bytes_is_rejected(
 
     with pytest.raises(BadRequest, match="Button_data_invalid"):
         await bot.send_message(USER_ID, "too long", reply_markup=keyboard)
+
+
+async def test_force_reply_holds_the_input_field_until_a_send_or_a_delete(
+    telegram: FakeTelegram, bot: Bot
+) -> None:
+    ann = telegram.user(USER_ID)
+    asked = await bot.send_message(USER_ID, "Why?", reply_markup=ForceReply())
+    await bot.send_message(USER_ID, "something else")  # the field stays on the question
+    assert ann.reply_field is not None and ann.reply_field["message_id"] == asked.message_id
+    assert "reply_markup" not in ann.reply_field  # Telegram echoes no ForceReply back
+
+    await ann.send_text("because", reply_to=ann.reply_field)
+    assert ann.reply_field is None
+    asked = await bot.send_message(USER_ID, "Why now?", reply_markup=ForceReply())
+    await bot.delete_message(USER_ID, asked.message_id)
+    assert ann.reply_field is None
+    with pytest.raises(BadRequest, match="placeholder"):
+        await bot.send_message(
+            USER_ID, "Why?", reply_markup=ForceReply(input_field_placeholder="x" * 65)
+        )
 
 
 async def test_commands_round_trip_and_bad_names_fail(bot: Bot) -> None:

@@ -5,7 +5,8 @@ choices), abandoned items, lease expiry and blocked workers against a real store
 on PostgreSQL (where an answer's writes and the next lease are merged statements), then recounts
 everything from the rows (``LabelStore.consistency_violations``) and checks the invariants the
 README promises: one answer per (worker, item), no item over its overlap, a ledger that equals
-the rewards of the labeled answers.
+the rewards of the labeled answers, and all of it after any undo (of the last answer or an older
+one, in time or too late, twice).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from storage.engine import create_engine, is_sqlite
 from storage.models import Answer, Base
-from storage.results import Recorded, Rejected, ServedItem
+from storage.results import Recorded, Rejected, ServedItem, Undone
 from storage.store import LabelStore
 from tests.conftest import Clock
 from tests.factories import make_spec
@@ -34,7 +35,10 @@ Action = tuple[str, int, int]
 actions = st.lists(
     st.tuples(
         st.sampled_from(
-            ["tap", "tap", "tap", "skip", "retap", "forge", "leave", "expire", "block"]
+            [
+                *("tap", "tap", "tap", "skip", "retap", "forge"),
+                *("leave", "expire", "block", "undo", "undo"),
+            ]
         ),
         st.integers(0, WORKERS - 1),
         st.integers(0, 5),
@@ -83,6 +87,8 @@ async def play(open_store: OpenStore, script: list[Action], overlap: object, gol
         )
         current: dict[int, ServedItem | None] = {}
         old_tokens: dict[int, list[str]] = {w: [] for w in range(WORKERS)}
+        # Each worker's answers as (answer id, token answered), for Undo buttons old and new.
+        answered: dict[int, list[tuple[int, str]]] = {w: [] for w in range(WORKERS)}
         for worker in range(WORKERS):
             await store.join(worker, f"W{worker}", taskset_id=taskset_id)
             result = await store.next_item_for(worker)
@@ -97,6 +103,13 @@ async def play(open_store: OpenStore, script: list[Action], overlap: object, gol
                 current[worker] = None
             elif action == "leave":
                 current[worker] = None  # walks away; the lease runs out later
+            elif action == "undo" and answered[worker]:
+                # Mostly the last answer (the Undo on screen), now and then an older button.
+                older = value // 3 % len(answered[worker])
+                answer_id, token = answered[worker][-1 - older]
+                outcome = await store.undo_answer(answer_id, token, worker)
+                if isinstance(outcome, Undone):
+                    current[worker] = outcome.reopened
             elif action == "retap" and old_tokens[worker]:
                 token = old_tokens[worker][value % len(old_tokens[worker])]
                 assert isinstance(await store.record_answer(token, worker, 0), Rejected)
@@ -110,6 +123,7 @@ async def play(open_store: OpenStore, script: list[Action], overlap: object, gol
                 outcome = await store.record_answer(item.token, worker, choice)
                 old_tokens[worker].append(item.token)
                 if isinstance(outcome, Recorded):
+                    answered[worker].append((outcome.answer_id, item.token))
                     current[worker] = outcome.next if isinstance(outcome.next, ServedItem) else None
                 else:
                     current[worker] = None

@@ -1,15 +1,17 @@
 """Stateful property test of the money: whatever happens, in whatever order, the books hold.
 
 Hypothesis drives a crowd through answers (slow, or too fast to be believed), redelivered and
-concurrent taps, suspensions (the speed rule) and reinstatements, the passing of hold periods,
-bonuses, payout listings, payouts marked paid, replayed, tampered with or cancelled. After
+concurrent taps, undos (in time or too late, of the last answer or an older one), suspensions
+(the speed rule) and reinstatements, the passing of hold periods, bonuses, payout listings,
+payouts marked paid, replayed, tampered with or cancelled. After
 every step, on SQLite and on PostgreSQL:
 
 * every counter equals its recount from the rows (``consistency_violations``: ledger totals,
   tallies, rank buckets, reversals that cancel exactly, payouts equal to their batch);
 * a balance is the sum of its entries: what /me shows (available, pending, paid) is recomputed
   from the ledger;
-* nothing is credited twice (one reward per answer, one bonus per worker and set);
+* nothing is credited twice (one reward per answer, one bonus per worker and set), and an
+  undone answer's reward is reversed until it is answered again;
 * nothing is paid twice (what the ledger paid is what the applied batches listed);
 * no worker's available balance is ever negative.
 """
@@ -39,8 +41,8 @@ from sqlalchemy.engine import make_url
 
 from storage.engine import create_engine, is_sqlite
 from storage.ledger import MarkedPaid, PayoutRefused
-from storage.models import Answer, AnswerKind, Base, LedgerEntry, LedgerKind
-from storage.results import Recorded, Rejected, ServedItem
+from storage.models import Answer, AnswerKind, Base, LedgerEntry, LedgerKind, live_answer
+from storage.results import Recorded, Rejected, ServedItem, Undone, UndoRefused
 from storage.store import LabelStore
 from tasksets.payouts import PayoutRow
 from tests.conftest import Clock
@@ -99,6 +101,8 @@ class Books(RuleBasedStateMachine):
         self.taskset_id = self.run(self.store.load_taskset(spec))
         self.current: dict[int, ServedItem | None] = {}
         self.used: dict[int, list[str]] = {w: [] for w in range(WORKERS)}
+        # (answer id, token answered) of each worker's answers: their Undo buttons.
+        self.undos: dict[int, list[tuple[int, str]]] = {w: [] for w in range(WORKERS)}
         for worker in range(WORKERS):
             self.run(self.store.join(worker + 1, f"W{worker}", taskset_id=self.taskset_id))
             self.current[worker] = None
@@ -144,6 +148,8 @@ class Books(RuleBasedStateMachine):
             item.token, worker + 1, "skip" if choice == 3 else choice
         )
         self.used[worker].append(item.token)
+        if isinstance(outcome, Recorded):
+            self.undos[worker].append((outcome.answer_id, item.token))
         if isinstance(outcome, Recorded) and outcome.status_change is not None:
             change = outcome.status_change
             event(f"{change.status}{' with money reversed' if change.reversed_minor else ''}")
@@ -184,6 +190,23 @@ class Books(RuleBasedStateMachine):
         self.current[worker] = (
             recorded[0].next if recorded and isinstance(recorded[0].next, ServedItem) else None
         )
+
+    @rule(worker=st.integers(0, WORKERS - 1), choice=st.integers(0, 3))
+    def answer_and_undo(self, worker: int, choice: int) -> None:
+        """A tap, then Undo at once: the answer and its reward are taken back."""
+        self.answer(worker, choice)
+        self.undo(worker, 0)
+
+    @rule(worker=st.integers(0, WORKERS - 1), older=st.integers(0, 3))
+    def undo(self, worker: int, older: int) -> None:
+        """A tap on Undo: the last answer's, or an older button's (refused, or undone twice)."""
+        if not self.undos[worker]:
+            return
+        answer_id, token = self.undos[worker][-1 - older % len(self.undos[worker])]
+        outcome = self.run(self.store.undo_answer(answer_id, token, worker + 1))
+        event(f"undo: {outcome.reason if isinstance(outcome, UndoRefused) else 'done'}")
+        if isinstance(outcome, Undone):
+            self.current[worker] = outcome.reopened
 
     @rule(worker=st.integers(0, WORKERS - 1))
     def reinstate(self, worker: int) -> None:
@@ -281,15 +304,15 @@ class Books(RuleBasedStateMachine):
                 for balance in shown[worker]:
                     assert balance.available_minor == int(available or 0)
                     assert balance.pending_minor == int(pending or 0)
-            rewards = await session.scalar(
+            labeled = select(Answer.id).where(Answer.kind == AnswerKind.LABEL, live_answer())
+            rewarded = await session.scalar(
                 select(func.count(func.distinct(LedgerEntry.answer_id))).where(
-                    LedgerEntry.kind == LedgerKind.REWARD.value
+                    LedgerEntry.kind == LedgerKind.REWARD.value, LedgerEntry.answer_id.in_(labeled)
                 )
             )
-            labeled = await session.scalar(
-                select(func.count()).select_from(Answer).where(Answer.kind == AnswerKind.LABEL)
+            assert rewarded == await session.scalar(
+                select(func.count()).select_from(labeled.subquery())
             )
-            assert rewards == labeled
             bonuses = await session.scalar(
                 select(func.count()).where(LedgerEntry.kind == LedgerKind.BONUS.value)
             )

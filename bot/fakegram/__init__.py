@@ -14,7 +14,9 @@ What it emulates:
   editMessageText/Caption/ReplyMarkup,
   deleteMessage, answerCallbackQuery (once per query), sendChatAction, set/getMyCommands, getMe;
 - rendering: HTML parse mode and bot commands become entities with UTF-16 offsets; only inline
-  keyboards are kept on a message, with Telegram's limits on callback data;
+  keyboards are kept on a message, with Telegram's limits on callback data; a ForceReply puts
+  the person's input field in reply to its message (``FakeUser.reply_field``) until they send
+  something or the message is deleted;
 - files: uploads, file_ids and URLs in send* calls, users' documents, photos and voice notes,
   getFile and downloads;
 - users' messages: text (commands get entities), documents, photos, stickers, voice notes, and

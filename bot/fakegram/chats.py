@@ -50,6 +50,9 @@ class PrivateChat:
         self.messages: dict[int, JSONDict] = {}
         self.alerts: list[JSONDict] = []
         self.blocked = False
+        # The bot message a ForceReply put the phone's input field in reply to, until the
+        # person sends a message or that message is deleted.
+        self.reply_field: int | None = None
         self.changed = Signal()  # fires on every new, edited or deleted message and alert
         self._next_message_id = 1
 
@@ -65,6 +68,8 @@ class PrivateChat:
 
     def delete(self, message_id: int) -> None:
         del self.messages[message_id]
+        if self.reply_field == message_id:
+            self.reply_field = None
         self.changed.fire()
 
     def add_alert(self, params: JSONDict) -> None:
@@ -126,6 +131,7 @@ class Chats:
 
     def _send(self, chat: PrivateChat, params: JSONDict, content: JSONDict) -> JSONDict:
         keyboard = rendering.inline_keyboard(params.get("reply_markup"))
+        forces_reply = rendering.forces_reply(params.get("reply_markup"))
         reply = params.get("reply_parameters") or {}
         replied = chat.messages.get(reply.get("message_id", 0))
         if reply and replied is None and not reply.get("allow_sending_without_reply"):
@@ -135,6 +141,8 @@ class Chats:
             message["reply_to_message"] = replied
         if keyboard is not None:
             message["reply_markup"] = keyboard
+        if forces_reply:
+            chat.reply_field = message["message_id"]
         chat.store(message)
         return message
 

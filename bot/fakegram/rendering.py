@@ -160,6 +160,19 @@ def inline_keyboard(markup: Any) -> JSONDict | None:
     return {"inline_keyboard": rows}
 
 
+def forces_reply(markup: Any) -> bool:
+    """A ForceReply: the message is not changed (Telegram echoes no such markup back), but the
+    phone's input field replies to it."""
+    if not isinstance(markup, dict) or "force_reply" not in markup:
+        return False
+    placeholder = markup.get("input_field_placeholder")
+    if markup["force_reply"] is not True or "inline_keyboard" in markup:
+        raise bad_request("can't parse reply keyboard markup JSON object")
+    if placeholder is not None and not 1 <= len(str(placeholder)) <= 64:
+        raise bad_request("input field placeholder must be 1-64 characters")
+    return True
+
+
 def buttons(message: JSONDict) -> list[JSONDict]:
     markup = message.get("reply_markup") or {}
     return [button for row in markup.get("inline_keyboard", []) for button in row]

@@ -91,6 +91,13 @@ class FakeUser:
         """The bot's answerCallbackQuery calls (their params) for this person's taps, in order."""
         return self._chat.alerts
 
+    @property
+    def reply_field(self) -> JSONDict | None:
+        """The bot message a ForceReply put the input field in reply to (what the person's next
+        message answers, unless they send it elsewhere), or None."""
+        message_id = self._chat.reply_field
+        return None if message_id is None else self._chat.messages.get(message_id)
+
     def texts(self) -> list[str]:
         """Text or caption of each bot message, in order."""
         return [rendering.message_text(message) for message in self.messages]
@@ -137,6 +144,7 @@ class FakeUser:
         content: JSONDict = {"text": text}
         if reply_to is not None:
             content["reply_to_message"] = reply_to
+        self._chat.reply_field = None  # sending leaves the forced reply, as on a phone
         message = self._user_message(content, "entities", text)
         return self._updates.push({"message": message})
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Insert,
     Integer,
     Select,
     Update,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as upsert
 
 from storage.models import (
     Answer,
@@ -33,7 +35,7 @@ from storage.models import (
     Membership,
     TaskSet,
 )
-from storage.statements.build import insert_from_select, insert_values, typed_bind
+from storage.statements.build import insert_from_select, typed_bind
 from storage.statements.shapes import Standing, columns_named
 from storage.statements.tallies import (
     ADD_REWARD_TO_TOTALS,
@@ -61,6 +63,9 @@ def claim_query(*, lock: bool) -> Any:
             Answer.text.label("answer_text"),
             Answer.voice_seconds.label("answer_voice_seconds"),
             Answer.created_at.label("answered_at"),
+            # An answer the worker undid (the lease was reopened): the new one writes over it.
+            Answer.id.label("answer_id"),
+            Answer.withdrawn_at,
         )
         .join(Item, Item.id == Assignment.item_id)
         .join(TaskSet, TaskSet.id == Assignment.taskset_id)
@@ -87,8 +92,21 @@ STANDING_AFTER_ANSWER = (
     .returning(*columns_named(Membership, Standing))
 )
 
-INSERT_ANSWER = insert_values(
-    Answer,
+
+def insert_answer_statement(*columns: str) -> Insert:
+    """Store an answer; the answer of a reopened lease (one its worker undid) is written over,
+    so the row, its id and its ledger entries stay the item's for that worker. A live answer
+    is never overwritten: the lease's claim refuses a second answer first."""
+    statement = upsert(Answer).values({column: bindparam(column) for column in columns})
+    replaced: dict[str, Any] = {column: statement.excluded[column] for column in columns}
+    return statement.on_conflict_do_update(
+        index_elements=["assignment_id"],
+        set_={**replaced, "withdrawn_at": None, "reason": None, "edited_at": None},
+        where=Answer.withdrawn_at.is_not(None),
+    ).returning(Answer.id)
+
+
+INSERT_ANSWER = insert_answer_statement(
     "assignment_id",
     "worker_id",
     "item_id",
@@ -102,7 +120,7 @@ INSERT_ANSWER = insert_values(
     "reply_message_id",
     "seconds",
     "created_at",
-).returning(Answer.id)
+)
 
 
 def reward_values(answer_id: Any) -> dict[str, Any]:

@@ -15,11 +15,6 @@ def typed_bind(name: str, column: Any) -> Any:
     return bindparam(name, type_=column.type)
 
 
-def insert_values(model: type[Base], *columns: str) -> Insert:
-    """``INSERT`` of the given columns, each bound to the parameter of its name."""
-    return insert(model).values({column: bindparam(column) for column in columns})
-
-
 def insert_from_select(model: type[Base], values: dict[str, Any], source: Any) -> Insert:
     """``INSERT INTO model (...) SELECT <values> FROM source``: one row per row of ``source``."""
     return insert(model).from_select(list(values), select(*values.values()).select_from(source))

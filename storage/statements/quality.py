@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Integer, Update, and_, bindparam, case, func, or_, select, update
 
-from storage.models import COUNTED_KINDS, Answer, AnswerKind, Item, Membership
+from storage.models import COUNTED_KINDS, Answer, AnswerKind, Item, Membership, live_answer
 
 # The crowd's label mix is read from this many of the set's latest answers.
 CROWD_SAMPLE = 1000
@@ -28,7 +28,7 @@ ITEM_VOTES = (
         Membership,
         and_(Membership.worker_id == Answer.worker_id, Membership.taskset_id == Answer.taskset_id),
     )
-    .where(Answer.item_id == bindparam("item"), Answer.kind == AnswerKind.LABEL)
+    .where(Answer.item_id == bindparam("item"), Answer.kind == AnswerKind.LABEL, live_answer())
 )
 
 
@@ -54,13 +54,17 @@ SET_CONFIDENCE = set_confidence_statement(grow=False)
 SET_CONFIDENCE_AND_GROW = set_confidence_statement(grow=True)
 RECENT_ANSWERS = (
     select(Answer.seconds, Answer.label)
-    .where(Answer.taskset_id == bindparam("taskset"), Answer.worker_id == bindparam("worker"))
+    .where(
+        Answer.taskset_id == bindparam("taskset"),
+        Answer.worker_id == bindparam("worker"),
+        live_answer(),
+    )
     .order_by(Answer.id.desc())
     .limit(bindparam("window", type_=Integer))
 )
 _crowd_sample = (
     select(Answer.label)
-    .where(Answer.taskset_id == bindparam("taskset"), Answer.label.is_not(None))
+    .where(Answer.taskset_id == bindparam("taskset"), Answer.label.is_not(None), live_answer())
     .order_by(Answer.id.desc())
     .limit(CROWD_SAMPLE)
     .subquery()
@@ -78,6 +82,7 @@ REPLACE_ANSWERS_OF = (
                 Answer.taskset_id == bindparam("taskset"),
                 # Not IN: the hot path's driver binds no expanding (list) parameters.
                 or_(*(Answer.kind == kind for kind in COUNTED_KINDS)),
+                live_answer(),
             )
         ),
         Item.is_gold.is_(False),

@@ -40,6 +40,7 @@ from storage.models import (
     ReviewVerdict,
     TaskSet,
     Worker,
+    live_answer,
 )
 from storage.statements.build import typed_bind
 from storage.statements.shapes import Standing, columns_named
@@ -79,7 +80,7 @@ QUEUE_ANSWER = queue_statement(
 # Every labeled answer of an item whose confidence stayed low once it got its answers.
 QUEUE_ITEM_ANSWERS = queue_statement(
     select(Answer.taskset_id, Answer.id.label("answer_id"))
-    .where(Answer.item_id == bindparam("item"), Answer.kind == AnswerKind.LABEL)
+    .where(Answer.item_id == bindparam("item"), Answer.kind == AnswerKind.LABEL, live_answer())
     .subquery("queued")
 )
 ITEM_PROGRESS = select(Item.answer_count, Item.needed).where(Item.id == bindparam("item"))
@@ -153,6 +154,7 @@ def pick_gold_answer_query(*, after: bool) -> Any:
             Item.is_gold.is_(True),
             Item.position >= start if after else Item.position < start,
             Answer.kind == AnswerKind.LABEL,
+            live_answer(),
             Answer.worker_id != REVIEWER,
             not_reviewed_by_worker(Answer.id),
         )

@@ -151,24 +151,25 @@ def bucket_moves_statement(tallies: Any) -> Insert:
     )
 
 
+def answer_tally_rows() -> Any:
+    """The worker's six tallies an answer counts in: its set and all sets, its UTC day, its
+    week and all time (parameters ``worker_id``, ``taskset_id``, ``day``, ``week``)."""
+    return and_(
+        Tally.worker_id == bindparam("worker_id"),
+        Tally.scope.in_([typed_bind("taskset_id", Tally.scope), literal(ALL_SETS, Integer)]),
+        or_(
+            *(
+                and_(Tally.period == period.value, Tally.start == start)
+                for period, start in period_starts()
+            )
+        ),
+    )
+
+
 def answer_tallies() -> Any:
     """The worker's six tallies of this answer, read back from the table (SQLite, where the
     upsert has run by then)."""
-    wanted = or_(
-        *(
-            and_(Tally.period == period.value, Tally.start == start)
-            for period, start in period_starts()
-        )
-    )
-    return (
-        select(Tally)
-        .where(
-            Tally.worker_id == bindparam("worker_id"),
-            Tally.scope.in_([typed_bind("taskset_id", Tally.scope), literal(ALL_SETS, Integer)]),
-            wanted,
-        )
-        .subquery("tallies")
-    )
+    return select(Tally).where(answer_tally_rows()).subquery("tallies")
 
 
 def totals_upsert_statement(source: Any) -> Insert:
@@ -241,6 +242,7 @@ TALLY_CHECKS = {
         # A typed gold answer is judged by its word error rate, which SQL does not recount.
         "min(CASE WHEN i.is_gold AND a.kind = 'text' THEN 0 ELSE 1 END) AS recountable "
         f"FROM answers a JOIN items i ON i.id = a.item_id WHERE a.kind IN {COUNTED_KINDS_SQL} "
+        "AND a.withdrawn_at IS NULL "
         "GROUP BY a.worker_id, a.taskset_id) c FULL OUTER JOIN "
         "(SELECT worker_id, scope, answers, gold_answers, gold_correct FROM tallies "
         "WHERE period = 'a' AND scope <> 0) t ON t.worker_id = c.worker_id AND t.scope = c.scope "
