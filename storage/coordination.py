@@ -419,7 +419,7 @@ class Coordination:
         """The items workers most often called "Not sure": where the guidelines need work."""
         async with self.sessions() as session:
             count = func.count().label("count")
-            unsure = and_(Answer.kind == AnswerKind.UNSURE, live_answer())
+            unsure = (Answer.kind == AnswerKind.UNSURE) & live_answer()
             rows = (
                 await session.execute(
                     select(Item.id, Item.external_id, Item.text, count)

@@ -231,12 +231,16 @@ async def test_skip_reason_takes_the_prompt_away(
         assert await session.scalar(select(Answer.reason)) is None
 
 
-async def test_a_reply_that_answers_no_prompt_is_left_alone(
+async def test_a_reply_that_answers_no_prompt_is_no_reason(
     bot: LabelBotApp, telegram: FakeTelegram
 ) -> None:
     ann = await started(bot, telegram, 310)
-    item = await ann.wait_for(showing(1))
-    before = len(ann.messages)
-    await ann.send_text("what does this mean?", reply_to=item)
+    await ann.press(texts.UNSURE_BUTTON)
+    item = await ann.wait_for(showing(2))
+    await ann.send_text("what does this mean?", reply_to=item)  # not the prompt
     await settled(bot, telegram)
-    assert len(ann.messages) == before
+    said = ann.texts()
+    assert texts.UNSURE_REASON_SAVED not in said and texts.UNSURE_REASON_STALE not in said
+    assert texts.DISPUTE_RECORDED not in said
+    async with store_of(bot).sessions() as session:
+        assert await session.scalar(select(Answer.reason)) is None
