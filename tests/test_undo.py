@@ -4,10 +4,18 @@ is leased to the worker again under a new token, and the consistency checks hold
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from storage.ledger import Balance
-from storage.models import Answer, Item, LedgerAdjustment, LedgerEntry, LedgerKind
+from storage.models import (
+    Answer,
+    Item,
+    LedgerAdjustment,
+    LedgerEntry,
+    LedgerKind,
+    Review,
+    ReviewVerdict,
+)
 from storage.results import (
     Recorded,
     Rejected,
@@ -192,3 +200,27 @@ async def test_unsure_reason_only_on_the_workers_own_unsure_answer(store: LabelS
     async with store.sessions() as session:
         reasons = list(await session.scalars(select(Answer.reason).order_by(Answer.id)))
     assert reasons == ["sarcasm or not?", None]
+
+
+async def test_undo_takes_the_answer_out_of_the_review_queue(store: LabelStore) -> None:
+    await store.load_taskset(make_spec(items=3, overlap=1, review={"sample": 1.0}))
+    await join(store, 1)
+    await join(store, 2)  # the reviewer, below
+    first = await serve(store, 1)
+    recorded = await answer(store, 1, first, 0)
+    assert await count_reviews(store) == 1  # every answer sampled
+    reopened = await undo(store, 1, recorded, first.token)
+    assert await count_reviews(store) == 0
+    again = await answer(store, 1, reopened, 1)  # queued again with the new answer
+    assert await count_reviews(store) == 1
+
+    async with store.sessions.begin() as session:  # a reviewer's verdict on it
+        await session.execute(update(Review).values(worker_id=2, verdict=ReviewVerdict.CORRECT))
+    refused = await store.undo_answer(again.answer_id, reopened.token, 1)
+    assert refused == UndoRefused(UndoRefusal.REVIEWED)
+    await consistent(store)
+
+
+async def count_reviews(store: LabelStore) -> int:
+    async with store.sessions() as session:
+        return len(list(await session.scalars(select(Review.id))))
