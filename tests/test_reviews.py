@@ -235,6 +235,38 @@ async def test_gold_reviews_score_the_reviewer(store: LabelStore) -> None:
     await consistent(store)
 
 
+async def test_a_corrected_gold_label_keeps_what_reviews_added_to_the_score(
+    store: LabelStore,
+) -> None:
+    rule = {**EVERYONE_REVIEWS, "min_gold_accuracy": 0.5}
+    await store.load_taskset(make_spec(items=3, gold=2, overlap=1, gold_ratio=1.0, review=rule))
+    await join(store, 1)
+    await join(store, 2)
+    for _ in range(3):  # two gold items labeled "neutral" (both wrong), then t0
+        await answer(store, 1, 2)
+    await answer(store, 2, 2)  # a gold item, wrong too
+    for correct in (True, False):  # one gold review judged wrong, one right
+        review = await review_of(store, 2)
+        await store.reviews.record_review(review.token, 2, correct, None if correct else 0)
+    before = await membership(store, 2)
+    assert (before.gold_answers, before.gold_correct) == (3, 1)
+
+    async with store.sessions() as session:
+        disputed = await session.scalar(
+            select(Answer.id)
+            .join(Item, Item.id == Answer.item_id)
+            .where(Answer.worker_id == 1, Item.external_id == "g0")
+        )
+    dispute_id = await store.dispute(disputed, 1)
+    assert dispute_id is not None
+    await store.coordination.decide_dispute(dispute_id, accept=True, coordinator_id=9)
+
+    # The control answers that reviews added stay counted through the correction.
+    after = await membership(store, 2)
+    assert after.gold_answers == 3
+    await consistent(store)
+
+
 async def test_concurrent_reviewers_each_get_a_review_of_their_own(
     store: LabelStore, clock: Clock
 ) -> None:
