@@ -38,6 +38,9 @@ CSV_COLUMNS = ("id", "text", "image", "audio", "video", "gold", "explanation")
 MAX_CSV_COLUMNS = 64
 # Items validated, checked and handed to storage at a time.
 CHUNK_ITEMS = 5000
+# Problems listed for one file, the first ones by line; a file of millions of bad lines is
+# counted past these, not kept.
+MAX_PROBLEMS = 1000
 # Numbers beyond this power of ten are refused before pydantic turns them into huge integers.
 _MAX_NUMBER_EXPONENT = 1000
 
@@ -140,6 +143,7 @@ class TaskSetStream:
             spec.setdefault("name", default_name)
         self._source = replace(source, overridden=frozenset(given))
         self._found: list[tuple[tuple[int, int, int], Problem]] = []
+        self._dropped = 0  # problems found past the MAX_PROBLEMS first ones
         self.count = 0  # entries read so far (an entry is an item, valid or not)
         header: TaskSetHeader | None = None
         try:
@@ -183,7 +187,12 @@ class TaskSetStream:
         for found in self._checks.finish(self.count):
             self._add_cross_item(found)
         if self._found:
-            raise TaskSetError([problem for _, problem in sorted(self._found, key=_first)])
+            ordered = sorted(self._found, key=_first)
+            problems = [problem for _, problem in ordered[:MAX_PROBLEMS]]
+            dropped = self._dropped + len(ordered) - len(problems)
+            if dropped:
+                problems.append(_problem(f"and {dropped:,} more problems"))
+            raise TaskSetError(problems)
         if chunk:
             yield chunk
 
@@ -246,6 +255,10 @@ class TaskSetStream:
     def _add(self, problem: Problem, rank: int, index: int = 0) -> None:
         # In line order; without lines (JSON) in the order of the spec's fields, items by index.
         self._found.append(((problem.line or 0, rank, index), problem))
+        if len(self._found) > 2 * MAX_PROBLEMS:  # keep the first ones, count the others
+            self._found.sort(key=_first)
+            self._dropped += len(self._found) - MAX_PROBLEMS
+            del self._found[MAX_PROBLEMS:]
 
 
 _ITEM_LIST = TypeAdapter(list[Item])

@@ -118,3 +118,13 @@ def test_rows_beyond_the_limit_are_counted_not_kept(monkeypatch: pytest.MonkeyPa
     assert problems(f"id,text\n{rows}".encode(), "csv") == [
         "field 'items': takes at most 1,000 entries, got 1,005"
     ]
+
+
+def test_a_file_of_bad_lines_lists_the_first_thousand_and_counts_the_rest() -> None:
+    spec = b'{"name": "x", "labels": ["a", "b"]}\n{"id": "t1", "text": "fine"}\n'
+
+    found = problems(spec + b"{broken\n" * 2500, "jsonl")
+
+    assert len(found) == 1001
+    assert found[0].startswith("line 3: invalid JSON") and found[999].startswith("line 1002:")
+    assert found[-1] == "and 1,500 more problems"
