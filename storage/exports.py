@@ -6,7 +6,6 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, Literal, TextIO, TypeVar, cast
 
 import numpy as np
@@ -14,7 +13,6 @@ from sqlalchemy import ColumnElement, String, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import long_read
-from storage.labeling import as_utc
 from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus, TaskSet
 from storage.results import LabelOption, StoredAnswer, StoredItem
 from storage.reviews import StoredCorrection
@@ -28,6 +26,7 @@ from tasksets.text.answers import TextAnswers
 ExportFormat = Literal["csv", "jsonl"]
 # Answer id -> what takes the place of an answer that reviews settled wrong (None: nothing).
 Corrections = Mapping[int, StoredCorrection | None]
+NOT_FOUND_WRONG = object()  # an answer no review settled wrong
 RowT = TypeVar("RowT")
 # Answers of workers the quality rules took out do not vote.
 EXCLUDED = {MembershipStatus.SUSPENDED, MembershipStatus.FAILED}
@@ -83,9 +82,10 @@ async def export_taskset(
 async def write_raw_answers(
     engine: AsyncEngine, taskset_id: int, corrections: Corrections, table: Table
 ) -> int:
-    """Every answer of a set, oldest first: item, worker, label (or the answer's kind), time,
-    typed text, voice note (file_id, seconds, bytes) and the reason given for "not sure"; an
-    answer that reviews settled wrong is replaced by its correction (``corrected_rows``)."""
+    """Every answer of a set as its worker gave it, oldest first: item, worker, label (or the
+    answer's kind), time, typed text, voice note (file_id, seconds, bytes), the reason given
+    for "not sure", and whether reviews found it wrong with the right label a reviewer named
+    (the aggregated export counts that correction in its place)."""
     async with long_read(engine) as connection:
         # Item names by key, looked up here: a join makes SQLite seek an item per answer.
         names: dict[int, str] = dict(
@@ -115,11 +115,8 @@ async def write_raw_answers(
         )
 
         def write(rows: Sequence[Any]) -> int:
-            if corrections and not corrections.keys().isdisjoint(map(itemgetter(0), rows)):
-                rows = corrected_rows(rows, corrections)
-                if not rows:
-                    return 0
-            _ids, items, workers, labels, seconds, *rest = zip(*rows, strict=True)
+            ids, items, workers, labels, seconds, *rest = zip(*rows, strict=True)
+            found = [corrections.get(answer_id, NOT_FOUND_WRONG) for answer_id in ids]
             return table.write(
                 [
                     list(map(names.__getitem__, items)),
@@ -127,25 +124,12 @@ async def write_raw_answers(
                     labels,
                     list(map(round, seconds, itertools.repeat(3))),
                     *rest,
+                    ["" if fix is NOT_FOUND_WRONG else "wrong" for fix in found],
+                    [fix.label if isinstance(fix, StoredCorrection) else "" for fix in found],
                 ]
             )
 
         return await write_while_reading(answers.partitions(), write)
-
-
-def corrected_rows(rows: Sequence[Any], corrections: Corrections) -> list[tuple[Any, ...]]:
-    """Raw rows (answer id first) with each answer that reviews settled wrong replaced by the
-    right label from its reviewer's seat (no time taken, answered when reviewed), or left out
-    when no reviewer named one: as ``LabelStore.answers_for_export`` gives them."""
-    kept: list[tuple[Any, ...]] = []
-    for row in rows:
-        if row[0] not in corrections:
-            kept.append(tuple(row))
-        elif (fix := corrections[row[0]]) is not None:
-            answered = as_utc(fix.reviewed_at).isoformat()
-            empty = (None,) * (len(row) - 6)  # no text, voice note or reason of its own
-            kept.append((row[0], row[1], fix.reviewer_id, fix.label, 0.0, answered, *empty))
-    return kept
 
 
 def utc_isoformat(column: Any, dialect: str) -> ColumnElement[str]:

@@ -27,8 +27,10 @@ from typing import Any, Literal, Protocol, TextIO, cast
 # One row per item: the aggregated label (a text set: the aggregated text), its confidence, how
 # many answers it comes from, the gold label (or text), the item's text.
 ITEM_COLUMNS = ("item_id", "label", "confidence", "answers", "gold", "text")
-# One row per answer: the label, or the kind of a label-less answer (skip, unsure, text, voice);
-# a typed answer's text; a voice answer's Telegram file_id, seconds and bytes; why "not sure".
+# One row per answer, as the worker gave it: the label, or the kind of a label-less answer (skip,
+# unsure, text, voice); a typed answer's text; a voice answer's Telegram file_id, seconds and
+# bytes; why "not sure"; and "wrong" when reviews found it wrong, with the right label a
+# reviewer named.
 RAW_COLUMNS = (
     "item_id",
     "worker",
@@ -40,6 +42,8 @@ RAW_COLUMNS = (
     "voice_seconds",
     "voice_bytes",
     "reason",
+    "review",
+    "correction",
 )
 BYTE_ORDER_MARK = "\ufeff"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

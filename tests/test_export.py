@@ -64,7 +64,7 @@ def test_csv_writes_only_the_columns_asked_for_in_their_order() -> None:
         out,
     )
 
-    assert out.getvalue().splitlines()[1] == "t1,w7,a,,2025-03-01T12:30:00+00:00,,,,,"
+    assert out.getvalue().splitlines()[1] == "t1,w7,a,,2025-03-01T12:30:00+00:00,,,,,,,"
 
 
 def test_jsonl_round_trips_rows_with_unicode_and_newlines() -> None:
@@ -96,6 +96,8 @@ def test_jsonl_writes_missing_columns_as_null_and_times_in_iso_8601() -> None:
         "voice_seconds": None,
         "voice_bytes": None,
         "reason": None,
+        "review": None,
+        "correction": None,
     }
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncResult
 
 import storage.exports
 from storage.exports import export_taskset
 from storage.labeling import as_utc
-from storage.models import AnswerKind, Membership, MembershipStatus
+from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus
 from storage.results import Recorded, ServedItem, StoredAnswer, StoredItem
 from storage.store import LabelStore
 from tasksets.aggregation import METHODS, aggregate
@@ -104,19 +104,33 @@ async def export_before_streaming(store: LabelStore, fmt: str, method: str) -> s
     answers added are empty for a label set)."""
     taskset_id = await store.taskset_id("seeded")
     assert taskset_id is not None
-    answers = await store.answers_for_export(taskset_id)
-    if method == "raw":
-        rows = [
-            {
-                "item_id": answer.item_id,
-                "worker": answer.worker_id,
-                "label": answer.label if answer.kind == AnswerKind.LABEL else str(answer.kind),
-                "seconds": round(answer.seconds, 3),
-                "answered_at": as_utc(answer.created_at).isoformat(),
+    if method == "raw":  # the answers as given, with the review's verdict beside them
+        corrections = await store.reviews.corrections(taskset_id)
+        async with store.sessions() as session:
+            answer_ids = {
+                (item, worker): answer_id
+                for answer_id, item, worker in await session.execute(
+                    select(Answer.id, Item.external_id, Answer.worker_id).join(
+                        Item, Item.id == Answer.item_id
+                    )
+                )
             }
-            for answer in answers
-        ]
+        rows = []
+        for answer in await store.answers_for_export(taskset_id, reviewed=False):
+            fix = corrections.get(answer_ids[answer.item_id, answer.worker_id], False)
+            rows.append(
+                {
+                    "item_id": answer.item_id,
+                    "worker": answer.worker_id,
+                    "label": answer.label if answer.kind == AnswerKind.LABEL else str(answer.kind),
+                    "seconds": round(answer.seconds, 3),
+                    "answered_at": as_utc(answer.created_at).isoformat(),
+                    "review": "" if fix is False else "wrong",
+                    "correction": fix.label if fix else "",
+                }
+            )
         return write_before(rows, RAW_COLUMNS, fmt)
+    answers = await store.answers_for_export(taskset_id)
     labels = [label.value for label in (await store.view(taskset_id)).labels]
     items = await store.items_for_export(taskset_id)
     coded, gold, counts = code_before(items, answers, labels)
@@ -341,7 +355,7 @@ async def test_the_bot_records_answers_while_a_set_is_being_exported(
 
 
 @pytest.mark.parametrize("method", ["raw", "mv", "ds"])
-async def test_an_answer_reviewers_settled_wrong_is_exported_as_their_correction(
+async def test_an_answer_reviewers_settled_wrong_is_aggregated_as_their_correction(
     store: LabelStore, method: str
 ) -> None:
     await store.load_taskset(make_spec("seeded", items=8, overlap=1, review=EVERYONE_REVIEWS))
@@ -360,7 +374,9 @@ async def test_an_answer_reviewers_settled_wrong_is_exported_as_their_correction
     assert streamed == await export_before_streaming(store, "csv", method)
     rows = list(csv.DictReader(io.StringIO(streamed.removeprefix("\ufeff"), newline="")))
     t0 = [row for row in rows if row["item_id"] == "t0"]
-    if method == "raw":  # the right label from a reviewer's seat, not worker 1's
-        assert [(row["worker"], row["label"]) for row in t0] == [("3", "negative")]
+    if method == "raw":  # worker 1's answer as given, found wrong, with the right label
+        assert [(row["worker"], row["label"], row["review"], row["correction"]) for row in t0] == [
+            ("1", "positive", "wrong", "negative")
+        ]
     else:
         assert [(row["label"], row["answers"]) for row in t0] == [("negative", "1")]
