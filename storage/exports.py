@@ -314,7 +314,9 @@ async def read_text_answers(
     engine: AsyncEngine, taskset_id: int, corrections: Corrections
 ) -> TextAnswers:
     """The set's typed answers, oldest first, from workers the quality rules have not taken
-    out and not settled wrong by reviews; workers numbered in the order of their first answer."""
+    out; an answer that reviews settled wrong counts as the right text its reviewer typed,
+    from the reviewer's seat, or not at all; workers numbered in the order of their first
+    answer."""
     async with long_read(engine) as connection:
         keys, _gold = await item_keys(connection, taskset_id)
         excluded = await excluded_workers(connection, taskset_id)
@@ -341,8 +343,13 @@ async def read_text_answers(
 
     def code() -> TextAnswers:
         worker_ids = np.array(workers, dtype=np.int64)
-        wrong = np.isin(np.array(ids, dtype=np.int64), list(corrections))
-        kept = np.flatnonzero(~np.isin(worker_ids, excluded) & ~wrong)
+        counted = ~np.isin(worker_ids, excluded)
+        for row in np.flatnonzero(np.isin(np.array(ids, dtype=np.int64), list(corrections))):
+            fix = corrections[ids[row]]
+            counted[row] = fix is not None and fix.membership not in EXCLUDED
+            if fix is not None:
+                worker_ids[row], texts[row] = fix.reviewer_id, fix.label
+        kept = np.flatnonzero(counted)
         numbers, _ids = numbered(worker_ids[kept])
         return TextAnswers(
             items=index_of(keys, np.array(items, dtype=np.int64)[kept]),

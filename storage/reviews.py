@@ -263,7 +263,8 @@ class ReviewState:
 
 @dataclass(frozen=True, slots=True)
 class StoredCorrection:
-    """A reviewer's right label for an answer settled wrong, as aggregation counts it."""
+    """A reviewer's right label (or, for a typed answer, text) for an answer settled wrong, as
+    aggregation counts it."""
 
     reviewer_id: int
     label: str
@@ -450,7 +451,7 @@ class Reviews:
         for answer_id, group in groupby(rows, key=lambda row: row.answer_id):
             reviews = list(group)
             verdicts = [
-                Verdict(row.worker_id, row.verdict == ReviewVerdict.CORRECT, row.corrected_label)
+                Verdict(row.worker_id, row.verdict == ReviewVerdict.CORRECT, row.corrected)
                 for row in reviews
             ]
             wrong, chosen = correction(verdicts)
@@ -458,9 +459,7 @@ class Reviews:
                 continue
             row = reviews[verdicts.index(chosen)] if chosen is not None else None
             found[answer_id] = (
-                StoredCorrection(
-                    row.worker_id, row.corrected_label, row.reviewed_at, row.membership
-                )
+                StoredCorrection(row.worker_id, row.corrected, row.reviewed_at, row.membership)
                 if row is not None
                 else None
             )

@@ -17,12 +17,14 @@ from bot.cli import main
 from bot.fakegram import FakeTelegram
 from storage.exports import export_taskset
 from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus
-from storage.results import Recorded, ServedItem
+from storage.results import Recorded, Reviewed, ServedItem
 from storage.store import LabelStore
+from tasksets.replies import Reply
 from tasksets.spec import TaskSetSpec
 from tests.conftest import Clock, running_bot
 from tests.test_e2e_replies import joined, reply_spec
 from tests.test_e2e_worker import settled
+from tests.test_reviews import review_of_item
 
 WORKERS = (1, 2, 3, 4, 5)
 
@@ -342,3 +344,38 @@ async def test_answers_a_worker_typed_and_recorded_in_the_chat_are_exported_with
     ]
     assert (rows[0]["voice_seconds"], rows[0]["voice_bytes"]) == ("3", str(len(recording)))
     assert (media / "t0-103.oga").read_bytes() == recording
+
+
+async def test_a_typed_answer_found_wrong_counts_as_the_text_its_reviewers_typed(
+    store: LabelStore,
+) -> None:
+    """Two reviewers find a transcript wrong and type the right one: the aggregated export
+    takes the right text in its place, from the reviewer's seat; the raw export keeps what the
+    worker typed, marked wrong, with the correction beside it."""
+    review = {"text": 1.0, "min_answers": 1, "min_gold_accuracy": 0.0}
+    spec = reply_spec(items=6, overlap=1, review=review)
+    taskset_id = await store.load_taskset(spec)
+    first_item = spec.items[0].text
+    for worker_id in (1, 2, 3):  # each answers an item; the other two become reviewers
+        await store.join(worker_id, f"Worker {worker_id}", taskset_id=taskset_id)
+        assert isinstance(await store.next_item_for(worker_id), ServedItem)
+        typed = "the cat sat on a hat" if worker_id == 1 else f"answer {worker_id}"
+        assert isinstance(await store.record_reply(worker_id, 10, Reply(text=typed)), Recorded)
+    for reviewer in (2, 3):
+        served = await review_of_item(store, reviewer, first_item)
+        outcome = await store.reviews.record_review(served.token, reviewer, False)
+        assert isinstance(outcome, Reviewed) and outcome.correction_wanted is not None
+        assert await store.reviews.set_correction(
+            outcome.correction_wanted, reviewer, "the cat sat on the mat"
+        )
+
+    rows = {row["item_id"]: row for row in await exported(store, "text-set")}
+    raw = await exported(store, "text-set", raw=True)
+
+    assert (rows["t0"]["label"], rows["t0"]["answers"]) == ("the cat sat on the mat", "1")
+    assert next((r["worker"], r["text"], r["review"], r["correction"]) for r in raw) == (
+        "1",
+        "the cat sat on a hat",
+        "wrong",
+        "the cat sat on the mat",
+    )

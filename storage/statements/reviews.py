@@ -306,7 +306,8 @@ SET_VERDICTS = (
         Review.answer_id,
         Review.worker_id,
         Review.verdict,
-        Review.corrected_label,
+        # The right label after ❌ on a label, or the right text typed after ❌ on a text.
+        func.coalesce(Review.corrected_label, Review.corrected_text).label("corrected"),
         Review.reviewed_at,
         Membership.status.label("membership"),
     )
