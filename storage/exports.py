@@ -13,7 +13,15 @@ from sqlalchemy import ColumnElement, String, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import long_read
-from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus, TaskSet
+from storage.models import (
+    Answer,
+    AnswerKind,
+    Item,
+    Membership,
+    MembershipStatus,
+    TaskSet,
+    live_answer,
+)
 from storage.results import LabelOption, StoredAnswer, StoredItem
 from storage.reviews import StoredCorrection
 from storage.store import LabelStore
@@ -109,7 +117,7 @@ async def write_raw_answers(
                 Answer.voice_bytes,
                 Answer.reason,
             )
-            .where(Answer.taskset_id == taskset_id)
+            .where(Answer.taskset_id == taskset_id, live_answer())
             .order_by(Answer.id)
             .execution_options(yield_per=CHUNK_ROWS)
         )
@@ -279,7 +287,7 @@ async def read_coded_answers(
         excluded = await excluded_workers(connection, taskset_id)
         answers = await connection.stream(
             select(Answer.id, Answer.item_id, Answer.worker_id, label_code)
-            .where(Answer.taskset_id == taskset_id, Answer.kind == AnswerKind.LABEL)
+            .where(Answer.taskset_id == taskset_id, Answer.kind == AnswerKind.LABEL, live_answer())
             .order_by(Answer.id)
             .execution_options(yield_per=CHUNK_ROWS)
         )
@@ -324,6 +332,7 @@ async def read_text_answers(
             select(Answer.id, Answer.item_id, Answer.worker_id, Answer.text)
             .where(
                 Answer.taskset_id == taskset_id,
+                live_answer(),
                 Answer.kind == AnswerKind.TEXT,
                 Answer.text.is_not(None),
             )
@@ -473,6 +482,7 @@ async def voice_answers(store: LabelStore, name: str) -> list[VoiceAnswer]:
             .join(Item, Item.id == Answer.item_id)
             .where(
                 Answer.taskset_id == taskset_id,
+                live_answer(),
                 Answer.kind == AnswerKind.VOICE,
                 Answer.voice_file_id.is_not(None),
             )

@@ -4,8 +4,12 @@ is leased to the worker again under a new token, and the consistency checks hold
 
 from __future__ import annotations
 
+import csv
+import io
+
 from sqlalchemy import select, update
 
+from storage.exports import export_taskset
 from storage.ledger import Balance
 from storage.models import (
     Answer,
@@ -224,3 +228,23 @@ async def test_undo_takes_the_answer_out_of_the_review_queue(store: LabelStore) 
 async def count_reviews(store: LabelStore) -> int:
     async with store.sessions() as session:
         return len(list(await session.scalars(select(Review.id))))
+
+
+async def test_an_undone_answer_is_in_no_export(store: LabelStore) -> None:
+    await store.load_taskset(make_spec("undone", items=3, overlap=1))
+    await join(store, 1)
+    first = await serve(store, 1)
+    await undo(store, 1, await answer(store, 1, first, 0), first.token)
+
+    for options in ({"raw": True}, {"method": "mv"}, {"method": "ds"}):
+        out = io.StringIO(newline="")
+        await export_taskset(store, "undone", out, **options)  # type: ignore[arg-type]
+        rows = list(csv.DictReader(io.StringIO(out.getvalue().removeprefix("\ufeff"))))
+        if options.get("raw"):
+            assert rows == [], options
+        else:
+            assert [(row["item_id"], row["answers"]) for row in rows] == [
+                ("t0", "0"),
+                ("t1", "0"),
+                ("t2", "0"),
+            ], options
