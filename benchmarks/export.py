@@ -302,10 +302,15 @@ def checkout(revision: str, folder: Path) -> Path:
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     # Migrations newer than the tree change nothing an export reads; with them it opens a
     # database at the current head instead of refusing an unknown revision.
-    versions = Path("storage", "migrations", "versions")
-    for migration in (ROOT / versions).glob("0*.py"):
-        if not (folder / versions / migration.name).exists():
-            shutil.copy(migration, folder / versions / migration.name)
+    # The helpers they import (storage/migrations/*.py) come along.
+    migrations = Path("storage", "migrations")
+    for migration in [
+        *(ROOT / migrations).glob("[!_]*.py"),
+        *(ROOT / migrations / "versions").glob("0*.py"),
+    ]:
+        target = folder / migration.relative_to(ROOT)
+        if not target.exists():
+            shutil.copy(migration, target)
     return folder
 
 
