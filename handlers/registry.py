@@ -103,6 +103,28 @@ class RepliesToPrompt(filters.MessageFilter):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PromptReply:
+    """A worker's text reply to one of the bot's numbered prompts ("Dispute #12: ...")."""
+
+    message: Message
+    number: int  # the number the prompt names: a dispute, an answer, a review
+    user_id: int
+    text: str
+
+
+def prompt_reply(update: Update, prompt: re.Pattern[str]) -> PromptReply | None:
+    """The text reply to a prompt that ``prompt`` matches (its first group is the number), or
+    None for anything else."""
+    message = update.effective_message
+    if message is None or message.reply_to_message is None or message.from_user is None:
+        return None
+    match = prompt.match(message.reply_to_message.text or "")
+    if match is None or not message.text:
+        return None
+    return PromptReply(message, int(match.group(1)), message.from_user.id, message.text)
+
+
 def register(application: LabelBotApp, modules: Sequence[Routes]) -> None:
     """Add every module's handlers, then the catch-all for unclaimed buttons, last."""
     private = filters.ChatType.PRIVATE

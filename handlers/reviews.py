@@ -26,6 +26,7 @@ from handlers.registry import (
     Routes,
     answer_query,
     decoded_tap,
+    prompt_reply,
     reject_tap,
 )
 from handlers.services import Context
@@ -136,16 +137,12 @@ async def ask_correction(context: Context, chat_id: int, review_id: int) -> None
 
 async def correction(update: Update, context: Context) -> None:
     """A reply to the correction prompt: the right text, found by the review id in it."""
-    message = update.effective_message
-    if message is None or message.reply_to_message is None or message.from_user is None:
+    reply = prompt_reply(update, CORRECTION_PROMPT_RE)
+    if reply is None:
         return
-    match = CORRECTION_PROMPT_RE.match(message.reply_to_message.text or "")
-    if match is None or not message.text:
-        return
-    saved = await context.bot_data.store.reviews.set_correction(
-        int(match.group(1)), message.from_user.id, message.text
-    )
-    await message.reply_text(
+    reviews = context.bot_data.store.reviews
+    saved = await reviews.set_correction(reply.number, reply.user_id, reply.text)
+    await reply.message.reply_text(
         texts.REVIEW_CORRECTION_SAVED if saved else texts.ALERTS[Rejection.FORGED]
     )
 

@@ -48,6 +48,7 @@ from handlers.registry import (
     Routes,
     answer_query,
     decoded_tap,
+    prompt_reply,
     reject_tap,
 )
 from handlers.services import Context
@@ -598,16 +599,14 @@ async def drop_buttons(message: Message, pattern: re.Pattern[str]) -> None:
 
 async def dispute_reason(update: Update, context: Context) -> None:
     """A reply to the dispute prompt: the optional reason, found by the id in the prompt."""
-    message = update.effective_message
-    if message is None or message.reply_to_message is None or message.from_user is None:
+    reply = prompt_reply(update, DISPUTE_PROMPT_RE)
+    if reply is None:
         return
-    match = DISPUTE_PROMPT_RE.match(message.reply_to_message.text or "")
-    if match is None or not message.text:
-        return  # the filter lets only text replies to the prompt through
-    saved = await context.bot_data.store.set_dispute_reason(
-        int(match.group(1)), message.from_user.id, message.text
+    store = context.bot_data.store
+    saved = await store.set_dispute_reason(reply.number, reply.user_id, reply.text)
+    await reply.message.reply_text(
+        texts.DISPUTE_RECORDED if saved else texts.ALERTS[Rejection.FORGED]
     )
-    await message.reply_text(texts.DISPUTE_RECORDED if saved else texts.ALERTS[Rejection.FORGED])
 
 
 async def undo(update: Update, context: Context) -> None:
@@ -658,16 +657,14 @@ async def no_reason(update: Update, context: Context) -> None:
 
 async def unsure_reason(update: Update, context: Context) -> None:
     """A reply to the "not sure" prompt: the reason, stored on the worker's own answer."""
-    message = update.effective_message
-    if message is None or message.reply_to_message is None or message.from_user is None:
+    reply = prompt_reply(update, UNSURE_PROMPT_RE)
+    if reply is None:
         return
-    match = UNSURE_PROMPT_RE.match(message.reply_to_message.text or "")
-    if match is None or not message.text:
-        return  # the filter lets only text replies to the prompt through
-    saved = await context.bot_data.store.set_unsure_reason(
-        int(match.group(1)), message.from_user.id, message.text
+    store = context.bot_data.store
+    saved = await store.set_unsure_reason(reply.number, reply.user_id, reply.text)
+    await reply.message.reply_text(
+        texts.UNSURE_REASON_SAVED if saved else texts.UNSURE_REASON_STALE
     )
-    await message.reply_text(texts.UNSURE_REASON_SAVED if saved else texts.UNSURE_REASON_STALE)
 
 
 def replies_to(prompt: re.Pattern[str]) -> filters.BaseFilter:
