@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.labeling import as_utc
+from storage.engine import as_utc
 from storage.models import (
     Broadcast,
     BroadcastRecipient,

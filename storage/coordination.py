@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.broadcasts import BroadcastQueue
-from storage.labeling import as_utc
+from storage.engine import as_utc
 from storage.ledger import on_reinstated, on_suspended
 from storage.models import (
     Answer,

@@ -23,7 +23,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.orm import aliased
 
 from storage.models import (
@@ -31,10 +30,10 @@ from storage.models import (
     LedgerEntry,
     LedgerKind,
     LedgerTotal,
-    RankBucket,
     Tally,
 )
 from storage.statements.build import typed_bind
+from storage.statements.tallies import add_to_buckets
 
 WORKER = typed_bind("worker", LedgerEntry.worker_id)
 TASKSET = typed_bind("taskset", LedgerEntry.taskset_id)
@@ -175,13 +174,7 @@ def bucket_shift_statement(*, leaving: bool, one_scope: bool) -> Insert:
         Tally.answers,
         literal(-1 if leaving else 1, Integer).label("workers"),
     ).where(*condition)
-    statement = upsert(RankBucket).from_select(
-        ["scope", "period", "start", "answers", "workers"], shifted
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["scope", "period", "start", "answers"],
-        set_={"workers": RankBucket.workers + statement.excluded.workers},
-    )
+    return add_to_buckets(shifted)
 
 
 def set_hidden_statement(*, one_scope: bool) -> Any:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Date,
     Insert,
     Integer,
+    Select,
     Update,
     and_,
     bindparam,
@@ -142,9 +143,13 @@ def bucket_moves_statement(tallies: Any) -> Insert:
             ranked_before
         ),
     ).subquery("moves")
-    statement = upsert(RankBucket).from_select(
-        [*BUCKET_KEY, "workers"], select(*moves.c).where(true())
-    )
+    return add_to_buckets(select(*moves.c).where(true()))
+
+
+def add_to_buckets(moves: Select[*tuple[Any, ...]]) -> Insert:
+    """Add each row's ``workers`` (+1 or -1) to the rank bucket of its scope, period, start and
+    number of answers, creating the buckets not there yet."""
+    statement = upsert(RankBucket).from_select([*BUCKET_KEY, "workers"], moves)
     return statement.on_conflict_do_update(
         index_elements=list(BUCKET_KEY),
         set_={"workers": RankBucket.workers + statement.excluded.workers},

@@ -22,7 +22,6 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.orm import aliased
 
 from storage.models import (
@@ -34,7 +33,6 @@ from storage.models import (
     LedgerEntry,
     LedgerKind,
     Membership,
-    RankBucket,
     Review,
     Tally,
     TaskSet,
@@ -42,7 +40,7 @@ from storage.models import (
 )
 from storage.statements.ledger import counter_entries
 from storage.statements.shapes import Standing, columns_named
-from storage.statements.tallies import BUCKET_KEY, answer_tally_rows
+from storage.statements.tallies import add_to_buckets, answer_tally_rows
 
 
 def undo_claim_query(*, lock: bool) -> Any:
@@ -159,13 +157,7 @@ def bucket_leave_statement() -> Any:
         ),
     ).subquery("moves")
     # WHERE true: SQLite would read ON CONFLICT as a join constraint of the SELECT otherwise.
-    statement = upsert(RankBucket).from_select(
-        [*BUCKET_KEY, "workers"], select(*moves.c).where(true())
-    )
-    return statement.on_conflict_do_update(
-        index_elements=list(BUCKET_KEY),
-        set_={"workers": RankBucket.workers + statement.excluded.workers},
-    )
+    return add_to_buckets(select(*moves.c).where(true()))
 
 
 LEAVE_BUCKETS = bucket_leave_statement()
