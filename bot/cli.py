@@ -10,6 +10,7 @@ import math
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -207,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def with_store(
-    settings: Settings, work: Callable[[LabelStore], Awaitable[int]], *, wait: bool = False
+def with_engine(
+    settings: Settings, work: Callable[[AsyncEngine], Awaitable[int]], *, wait: bool = False
 ) -> int:
     """Run ``work`` against a migrated database and dispose of the engine afterwards.
 
@@ -220,7 +221,6 @@ def with_store(
     from bot import event_loop
     from storage.engine import DatabaseUnavailable, create_engine, ensure_reachable
     from storage.migrate import upgrade
-    from storage.store import LabelStore
 
     async def reach(engine: AsyncEngine) -> None:
         for delay in (*DATABASE_RETRY_SECONDS, None) if wait else (None,):
@@ -236,19 +236,34 @@ def with_store(
     async def runner() -> int:
         engine = create_engine(settings.database_url)
         try:
-            await reach(engine)
-        except DatabaseUnavailable as error:
-            print(f"labelbot: {error}", file=sys.stderr)
+            try:
+                await reach(engine)
+            except DatabaseUnavailable as error:
+                print(f"labelbot: {error}", file=sys.stderr)
+                return EXIT_UNAVAILABLE
+            await upgrade(engine)
+            return await work(engine)
+        finally:
             await engine.dispose()
-            return EXIT_UNAVAILABLE
-        await upgrade(engine)
+
+    return event_loop.run(runner())
+
+
+def with_store(
+    settings: Settings, work: Callable[[LabelStore], Awaitable[int]], *, wait: bool = False
+) -> int:
+    """`with_engine` for the commands that use the whole storage service."""
+
+    async def on_store(engine: AsyncEngine) -> int:
+        from storage.store import LabelStore
+
         store = LabelStore(engine)
         try:
             return await work(store)
         finally:
             await store.close()
 
-    return event_loop.run(runner())
+    return with_engine(settings, on_store, wait=wait)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -269,7 +284,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    if not args.no_migrate and with_store(settings, migrated, wait=True) == EXIT_UNAVAILABLE:
+    if not args.no_migrate and with_engine(settings, migrated, wait=True) == EXIT_UNAVAILABLE:
         return EXIT_UNAVAILABLE
     if args.workers > 1:
         child = [sys.executable, "-m", "bot.cli", *(["-v"] if args.verbose else [])]
@@ -290,7 +305,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def migrated(_store: LabelStore) -> int:
+async def migrated(_engine: AsyncEngine) -> int:
     return 0
 
 
@@ -305,8 +320,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    # Not the whole LabelStore: the models and the loader are all a load needs.
+    from storage.engine import session_factory
+    from storage.loading import TaskSetExists, store_taskset
     from storage.models import TaskSetStatus
-    from storage.store import TaskSetExists
     from tasksets.money import format_money
     from tasksets.parsing import SpecOverrides, TaskSetError, TaskSetStream, open_taskset
 
@@ -318,13 +335,15 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         reward=args.reward,
     )
 
-    async def load(taskset: TaskSetStream, store: LabelStore) -> int:
+    async def load(taskset: TaskSetStream, engine: AsyncEngine) -> int:
         spec = taskset.header
         shown = args.progress if args.progress is not None else sys.stderr.isatty()
         try:
             with load_progress(spec.name, shown) as on_progress:
-                await store.load_taskset(
+                await store_taskset(
+                    session_factory(engine),
                     taskset,
+                    now=datetime.now(UTC),
                     status=TaskSetStatus.DRAFT if args.draft else TaskSetStatus.ACTIVE,
                     on_progress=on_progress,
                 )
@@ -349,7 +368,7 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
     # problem found on the way rolls the transaction back and is reported like one found first.
     try:
         with open_taskset(args.file, overrides) as taskset:
-            return with_store(settings, functools.partial(load, taskset))
+            return with_engine(settings, functools.partial(load, taskset))
     except TaskSetError as error:
         print(f"labelbot: {args.file} is not a valid task set:\n{error}", file=sys.stderr)
         return EXIT_INVALID
@@ -529,7 +548,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("alembic").setLevel(logging.INFO)  # each migration applied is the news
-    with_store(settings, migrated)
+    with_engine(settings, migrated)
     print("database is at the latest revision")
     return 0
 

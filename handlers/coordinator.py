@@ -60,9 +60,9 @@ from handlers.registry import (
 from handlers.services import Context
 from storage.coordination import TaskSetOverview
 from storage.exports import UnknownTaskSet, export_taskset
+from storage.loading import TaskSetExists
 from storage.models import TaskSetStatus
 from storage.results import NoItem, NoItemReason
-from storage.store import TaskSetExists
 from tasksets.aggregation import Method
 from tasksets.parsing import Format, TaskSetError, parse_caption, parse_taskset_bytes
 from tasksets.rendering import fits_caption, item_body

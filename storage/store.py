@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
-import typing
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from statistics import median
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import BigInteger, Table, and_, case, cast, func, select, text, update
+from sqlalchemy import BigInteger, and_, case, cast, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.broadcasts import BroadcastQueue
 from storage.coordination import Coordination
-from storage.engine import row_writer, session_factory
+from storage.engine import session_factory
 from storage.labeling import Choice, Labeling
 from storage.ledger import Ledger, on_reinstated
+from storage.loading import store_taskset
 from storage.models import (
     COUNTED_KINDS,
     COUNTED_KINDS_SQL,
@@ -96,40 +94,6 @@ CONSISTENCY_CHECKS = {
 }
 
 
-# The columns load_taskset writes, in the table's order; the others keep their defaults.
-_ITEM_COLUMNS = (
-    "taskset_id",
-    "external_id",
-    "position",
-    "text",
-    "media_kind",
-    "media_ref",
-    "gold_label",
-    "explanation",
-    "is_gold",
-    "answer_count",
-    "in_flight",
-    "needed",
-    "open",
-)
-_END = object()
-T = TypeVar("T")
-
-
-async def read_ahead(chunks: Iterator[T]) -> AsyncIterator[T]:
-    """The elements of a blocking iterator, each next one read in a thread while the caller
-    works on the one before (storing a chunk waits on the database, reading one on the CPU)."""
-    pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, _END))
-    try:
-        while (chunk := await pending) is not _END:
-            pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, _END))
-            yield chunk  # type: ignore[misc]
-    finally:
-        # The caller failed or stopped early: let the thread finish before the iterator goes.
-        with contextlib.suppress(Exception):
-            await pending
-
-
 def sum_minor(total: Any) -> Any:
     """A sum of minor units as an integer (PostgreSQL sums BIGINT as NUMERIC), 0 for no rows."""
     return cast(func.coalesce(total, 0), BigInteger)
@@ -137,10 +101,6 @@ def sum_minor(total: Any) -> Any:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class TaskSetExists(ValueError):
-    pass
 
 
 class LabelStore:
@@ -178,74 +138,11 @@ class LabelStore:
         status: TaskSetStatus = TaskSetStatus.ACTIVE,
         on_progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Store a task set and its items in one transaction; returns its id.
-
-        The items of a `TaskSetStream` are read while they are stored: the next chunk is read
-        and validated in a thread while this one is written. A problem in the file raises its
-        TaskSetError here, and nothing is stored. `on_progress` gets the items stored so far."""
-        spec = taskset.header
-        now = self.clock()
-        async with self.sessions.begin() as session:
-            if await session.scalar(select(TaskSet.id).where(TaskSet.name == spec.name)):
-                raise TaskSetExists(f"a task set named {spec.name!r} already exists")
-            row = TaskSet(
-                name=spec.name,
-                title=spec.title,
-                instructions=spec.instructions,
-                question=spec.question,
-                labels=[{"value": label.value, "text": label.text} for label in spec.labels],
-                overlap_min=spec.overlap.min,
-                overlap_max=spec.overlap.max,
-                overlap_confidence=spec.overlap.confidence,
-                reward_minor=spec.reward_minor,
-                currency=spec.currency,
-                gold_ratio=spec.gold_ratio,
-                qualification=spec.qualification.model_dump() if spec.qualification else None,
-                quality=spec.quality.model_dump(),
-                hold_hours=spec.hold_hours,
-                layout=spec.layout,
-                answer=spec.answer,
-                max_length=spec.max_length,
-                min_seconds=spec.min_seconds,
-                max_seconds=spec.max_seconds,
-                gold_max_wer=spec.gold_max_wer,
-                aggregate=spec.aggregate,
-                review=spec.review.model_dump(mode="json") if spec.review else None,
-                bonus=spec.bonus.model_dump(mode="json") if spec.bonus else None,
-                status=status,
-                created_at=now,
-            )
-            session.add(row)
-            await session.flush()
-            items = typing.cast(Table, Item.__table__)
-            write = await row_writer(await session.connection(), items, _ITEM_COLUMNS)
-            taskset_id, needed, stored = row.id, spec.overlap.min, 0
-            async for chunk in read_ahead(iter(taskset.item_chunks())):
-                rows = []
-                for position, item in enumerate(chunk, stored):
-                    media = item.media
-                    rows.append(
-                        (
-                            taskset_id,
-                            item.id,
-                            position,
-                            item.text,
-                            media[0] if media else None,
-                            media[1] if media else None,
-                            item.gold,
-                            item.explanation,
-                            item.gold is not None,
-                            0,  # answer_count
-                            0,  # in_flight
-                            needed,
-                            True,  # open
-                        )
-                    )
-                await write(rows)
-                stored += len(rows)
-                if on_progress is not None:
-                    on_progress(stored)
-            return taskset_id
+        """Store a task set and its items in one transaction; returns its id (see
+        `storage.loading.store_taskset`)."""
+        return await store_taskset(
+            self.sessions, taskset, now=self.clock(), status=status, on_progress=on_progress
+        )
 
     async def close(self) -> None:
         await self.labeling.close()

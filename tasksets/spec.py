@@ -49,6 +49,13 @@ _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
+def _without_nul(value: str) -> str:
+    # PostgreSQL's text cannot hold U+0000 (and SQLite's JSON would cut the string there).
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (U+0000), which cannot be stored")
+    return value
+
+
 class Label(BaseModel):
     """One answer option: `value` is stored and exported, `text` is shown on the button."""
 
@@ -56,6 +63,8 @@ class Label(BaseModel):
 
     value: str = Field(min_length=1, max_length=32)
     text: str = Field(min_length=1, max_length=64)
+
+    _stored_as_text = field_validator("value", "text")(_without_nul)
 
     @model_validator(mode="before")
     @classmethod
@@ -81,11 +90,13 @@ class Item(BaseModel):
     gold: str | None = None
     explanation: str | None = None
 
+    _id_stored_as_text = field_validator("id")(_without_nul)
+
     @field_validator("text", "image", "audio", "video", "gold", "explanation")
     @classmethod
     def _blank_is_absent(cls, value: str | None) -> str | None:
         # An empty CSV cell or "" in JSON means the field is not given.
-        return value or None
+        return _without_nul(value) if value else None
 
     @field_validator("image", "audio", "video")
     @classmethod
@@ -248,6 +259,8 @@ class TaskSetHeader(BaseModel):
         if isinstance(data, dict) and data.get("answer", "labels") != "labels":
             return {"labels": [], **data}
         return data
+
+    _stored_as_text = field_validator("title", "instructions", "question")(_without_nul)
 
     @field_validator("name")
     @classmethod

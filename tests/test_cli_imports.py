@@ -12,8 +12,8 @@ import pytest
 HEAVY = ("telegram", "sqlalchemy", "aiohttp", "alembic", "matplotlib", "asyncio")
 
 
-def imported_packages(*args: str) -> set[str]:
-    """Top-level packages imported by ``python -m bot.cli ARGS``, read from -X importtime."""
+def imported_modules(*args: str) -> set[str]:
+    """Modules imported by ``python -m bot.cli ARGS``, read from -X importtime."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "bot.cli", *args],
         capture_output=True,
@@ -23,10 +23,15 @@ def imported_packages(*args: str) -> set[str]:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return {
-        line.rsplit("|", 1)[1].strip().split(".")[0]
+        line.rsplit("|", 1)[1].strip()
         for line in done.stderr.splitlines()
         if line.startswith("import time:") and "|" in line
     }
+
+
+def imported_packages(*args: str) -> set[str]:
+    """Top-level packages imported by ``python -m bot.cli ARGS``."""
+    return {module.split(".")[0] for module in imported_modules(*args)}
 
 
 @pytest.mark.parametrize("args", [("--help",), ("aggregate", "--help")], ids=["help", "agg-help"])
@@ -54,3 +59,19 @@ def test_a_database_command_still_imports_its_storage(tmp_path: Path) -> None:
     )
 
     assert "sqlalchemy" in packages
+
+
+def test_load_on_a_migrated_database_imports_only_the_loader(tmp_path: Path) -> None:
+    """`load` needs the models and the loader: not Alembic once the database is at the newest
+    revision, not Telegram, not the rest of the storage service."""
+    database = ("--database-url", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    subprocess.run([sys.executable, "-m", "bot.cli", *database, "db", "upgrade"], check=True)
+    items = tmp_path / "items.csv"
+    items.write_text("id,text\na,hello\n")
+
+    modules = imported_modules(*database, "load", str(items), "--labels", "a,b")
+
+    assert {"storage.loading", "storage.models", "tasksets.parsing"} <= modules
+    packages = {module.split(".")[0] for module in modules}
+    assert packages.isdisjoint({"alembic", "telegram", "aiohttp", "matplotlib"}), packages
+    assert modules.isdisjoint({"storage.store", "storage.labeling", "storage.coordination"})

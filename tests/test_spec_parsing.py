@@ -283,6 +283,24 @@ def test_duplicate_id_in_jsonl_names_both_lines() -> None:
     ]
 
 
+def test_a_nul_character_is_refused_where_it_is() -> None:
+    """No database column of labelbot's can hold U+0000: refused before anything is stored."""
+    data = (
+        b'{"name": "x", "labels": ["a", "b"], "question": "Which\\u0000?"}\n'
+        b'{"id": "t1", "text": "fine"}\n'
+        b'{"id": "t2", "text": "a \\u0000 b"}\n'
+    )
+    nul = "contains a NUL character (U+0000), which cannot be stored"
+
+    assert problems_of(data, "jsonl") == [
+        f"line 1 field 'question': {nul}",
+        f"line 3 item 't2' field 'text': {nul}",
+    ]
+    assert problems_of(b"id,text\nt1,a\x00b\n", "csv", PETS) == [
+        f"line 2 item 't1' field 'text': {nul}"
+    ]
+
+
 def test_unknown_gold_label_names_the_item() -> None:
     items = [{"id": "g1", "text": "Meh", "gold": "maybe"}]
 

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select, text
 
 from storage.engine import create_engine
+from storage.loading import TaskSetExists
 from storage.models import Answer, Item, LedgerEntry, TaskSetStatus
 from storage.results import NoItem, NoItemReason, Recorded, Rejected, Rejection, ServedItem
-from storage.store import LabelStore, TaskSetExists
+from storage.store import LabelStore
 from tests.conftest import Clock
 from tests.factories import make_spec
 

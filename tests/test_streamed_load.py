@@ -173,3 +173,49 @@ def test_cli_counts_the_items_on_stderr_with_progress(
     captured = capsys.readouterr()
     assert f"loaded 'counted': {2 * CHUNK_ITEMS + 1} items (0 gold)" in captured.out
     assert f"{2 * CHUNK_ITEMS + 1:,} items" in captured.err
+
+
+TRICKY_TEXTS = [
+    'quotes " and \\ backslashes \\u0041 and \\n as typed',
+    "lines\nand\ttabs\r\nand a line \u2028 separator",
+    "emoji 😀👍🏽 and CJK 中文 and combining é",
+    "null",
+    "[1, 2]",
+    '{"text": "json in a text"}',
+]
+
+
+async def test_every_value_is_stored_as_given(store: LabelStore) -> None:
+    """Batches go to SQLite as JSON and to PostgreSQL by COPY: what comes back is what was
+    given, whatever the characters, in the right columns and types."""
+    items: list[dict[str, str]] = [
+        {"id": f"{number:03d}", "text": text} for number, text in enumerate(TRICKY_TEXTS)
+    ]
+    items += [
+        {"id": "1e3", "text": "an id that reads as a number", "gold": "b"},
+        {"id": "media", "image": "https://example.org/cat.jpg", "text": "a cat?"},
+        {"id": "plain", "audio": "AwACAgIAAxkBAAIB", "explanation": "said twice"},
+    ]
+    spec = {"name": "exact", "labels": ["a", "b"], "items": items}
+    taskset = TaskSetStream(io.BytesIO(json.dumps(spec).encode()), "json", SpecOverrides())
+
+    await store.load_taskset(taskset)
+
+    async with store.sessions() as session:
+        rows = (await session.scalars(select(Item).order_by(Item.position))).all()
+    assert [
+        (row.position, row.external_id, row.text, row.media_kind, row.media_ref) for row in rows
+    ] == [
+        (
+            position,
+            item["id"],
+            item.get("text"),
+            next((kind for kind in ("image", "audio") if kind in item), None),
+            item.get("image", item.get("audio")),
+        )
+        for position, item in enumerate(items)
+    ]
+    gold = {row.external_id: (row.gold_label, row.is_gold, row.explanation) for row in rows}
+    assert gold["1e3"] == ("b", True, None)
+    assert gold["plain"] == (None, False, "said twice")
+    assert all(row.answer_count == 0 and row.open and row.needed == 3 for row in rows)
