@@ -50,7 +50,7 @@ _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=Tru
 
 
 def _without_nul(value: str) -> str:
-    # PostgreSQL's text cannot hold U+0000 (and SQLite's JSON would cut the string there).
+    # PostgreSQL cannot store U+0000 in text, and no Telegram message shows it.
     if "\x00" in value:
         raise ValueError("contains a NUL character (U+0000), which cannot be stored")
     return value

@@ -186,8 +186,8 @@ TRICKY_TEXTS = [
 
 
 async def test_every_value_is_stored_as_given(store: LabelStore) -> None:
-    """Batches go to SQLite as JSON and to PostgreSQL by COPY: what comes back is what was
-    given, whatever the characters, in the right columns and types."""
+    """Batches go to SQLite as multi-row INSERTs and to PostgreSQL by COPY: what comes back
+    is what was given, whatever the characters, in the right columns and types."""
     items: list[dict[str, str]] = [
         {"id": f"{number:03d}", "text": text} for number, text in enumerate(TRICKY_TEXTS)
     ]
