@@ -443,6 +443,8 @@ class ItemChecks:
         self.gold_items = 0
         self._seen = SeenIds()
         self._labels = ", ".join(header.label_values) if header is not None else ""
+        # Gold answers known good without asking the header (a labels set's label values).
+        self._valid_gold = frozenset(header.label_values) if header is not None else frozenset()
         # How long an item's message is ("Item 12345", its text, the question) depends on the
         # last item number, known only at the end. Only texts close to the limit can go over
         # it, so those items are kept (a few per megabyte of file at most) and measured then.
@@ -460,54 +462,58 @@ class ItemChecks:
         reader knows), after every item before it."""
         found: list[CrossItemError] = []
         repeated = self._seen.add([item.id for item in items], indexes, lines)
-        for offset, (item, index) in enumerate(zip(items, indexes, strict=True)):
-            line = lines[offset] if lines is not None else None
-            first = repeated.get(offset)
-            if first is not None:
-                first_index, first_line = first
-                template = (
-                    "duplicate id, also on line {first_line}"
-                    if lines is not None
-                    else "duplicate id: items[{first_index}] and items[{index}]"
-                )
-                found.append(
-                    CrossItemError(
-                        line,
-                        item.id,
-                        _located(
-                            ("items", index, "id"),
-                            item.id,
-                            DUPLICATE_ID,
-                            template,
-                            first_index=first_index,
-                            first_line=first_line,
-                            index=index,
-                        ),
-                    )
-                )
-            if self.header is None:
-                continue
-            # telegram_length(text) <= 2 * len(text): most texts are short enough to skip.
-            if item.text is not None and 2 * len(item.text) + self._longest_prefix > MAX_TEXT:
-                longest = item_body(MAX_ITEMS, item.text, self.header.question)
+        for offset, (first_index, first_line) in sorted(repeated.items()):
+            item, index = items[offset], indexes[offset]
+            template = (
+                "duplicate id, also on line {first_line}"
+                if lines is not None
+                else "duplicate id: items[{first_index}] and items[{index}]"
+            )
+            error = _located(
+                ("items", index, "id"),
+                item.id,
+                DUPLICATE_ID,
+                template,
+                first_index=first_index,
+                first_line=first_line,
+                index=index,
+            )
+            found.append(CrossItemError(lines[offset] if lines else None, item.id, error))
+        if self.header is None:
+            return found
+        # telegram_length(text) <= 2 * len(text): most texts are short enough to skip.
+        measured_from = (MAX_TEXT - self._longest_prefix) // 2
+        for offset, item in enumerate(items):
+            text, gold = item.text, item.gold
+            if text is not None and len(text) > measured_from:
+                longest = item_body(MAX_ITEMS, text, self.header.question)
                 if telegram_length(longest) > MAX_TEXT:
-                    self._near_limit.append((index, line, item))
-            if item.gold is not None:
+                    line = lines[offset] if lines is not None else None
+                    self._near_limit.append((indexes[offset], line, item))
+            if gold is not None:
                 self.gold_items += 1
-                problem = self.header._gold_problem(item.gold, self._labels)
-                if problem is not None:
-                    kind, template = problem
-                    error = _located(
-                        ("items", index, "gold"),
-                        item.gold,
-                        kind,
-                        template,
-                        gold=item.gold,
-                        labels=self._labels,
-                        max_length=self.header.max_length,
-                    )
-                    found.append(CrossItemError(line, item.id, error))
+                if gold not in self._valid_gold:
+                    found += self._gold_error(item, indexes[offset], lines, offset)
         return found
+
+    def _gold_error(
+        self, item: Item, index: int, lines: Sequence[int] | None, offset: int
+    ) -> list[CrossItemError]:
+        assert self.header is not None and item.gold is not None
+        problem = self.header._gold_problem(item.gold, self._labels)
+        if problem is None:
+            return []
+        kind, template = problem
+        error = _located(
+            ("items", index, "gold"),
+            item.gold,
+            kind,
+            template,
+            gold=item.gold,
+            labels=self._labels,
+            max_length=self.header.max_length,
+        )
+        return [CrossItemError(lines[offset] if lines is not None else None, item.id, error)]
 
     def finish(self, count: int) -> list[CrossItemError]:
         """The checks that need every item, once all `count` of them went through `check`."""
