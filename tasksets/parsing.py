@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import json.scanner
 import shlex
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -594,7 +595,7 @@ def _load_json_line(text: str, line: int) -> object:
     and ends after it (twice as fast as decode's checks around it); any other line, valid or
     not, goes through `_load_json` and its messages."""
     try:
-        value, end = _JSON.scan_once(text, 0)
+        value, end = _SCAN_JSON(text, 0)
     except (StopIteration, ValueError, RecursionError):
         return _load_json(text, line=line)
     return value if not text[end:].strip(" \t\r\n") else _load_json(text, line=line)
@@ -613,6 +614,7 @@ def _no_constant(name: str) -> object:
 
 # One decoder for every line of a JSONL file: json.loads with hooks would build one per call.
 _JSON = json.JSONDecoder(parse_float=_json_decimal, parse_constant=_no_constant)
+_SCAN_JSON = json.scanner.make_scanner(_JSON)  # what _JSON.decode calls, without its checks
 
 
 def _given(overrides: SpecOverrides) -> dict[str, object]:
