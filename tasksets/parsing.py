@@ -614,7 +614,8 @@ def _no_constant(name: str) -> object:
 
 # One decoder for every line of a JSONL file: json.loads with hooks would build one per call.
 _JSON = json.JSONDecoder(parse_float=_json_decimal, parse_constant=_no_constant)
-_SCAN_JSON = json.scanner.make_scanner(_JSON)  # what _JSON.decode calls, without its checks
+# What _JSON.decode calls, without its checks around (typeshed types the argument wrongly).
+_SCAN_JSON: Callable[[str, int], tuple[object, int]] = json.scanner.make_scanner(_JSON)  # type: ignore[arg-type]
 
 
 def _given(overrides: SpecOverrides) -> dict[str, object]:
