@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import logging
 import math
 import os
@@ -242,6 +243,10 @@ def with_engine(
                 print(f"labelbot: {error}", file=sys.stderr)
                 return EXIT_UNAVAILABLE
             await upgrade(engine)
+            # What is alive now lives until the process ends: frozen, the collector stops
+            # walking it each time a bulk command's objects fill a generation (a sixth of the
+            # CPU of loading 100,000 items).
+            gc.freeze()
             return await work(engine)
         finally:
             await engine.dispose()
