@@ -468,7 +468,8 @@ def _csv_rows(
     start = 1
     try:
         for row in reader:
-            if "".join(row).strip():
+            # A row is blank when every cell is; the first cell (the id) usually says it isn't.
+            if (row and row[0].strip()) or "".join(row).strip():
                 yield start, row
             start = reader.line_num + 1
     except csv.Error as exc:
