@@ -268,11 +268,17 @@ class Labeling:
             review = await live_review(tx, params, view, standing.answers + 1)
             if review is not None:
                 return review
-        return await self._lease_next(
+        return await self.lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(state.taskset_status), now
         )
 
-    async def _lease_next(
+    # ---------------------------------------- shared with the review stream (storage/reviews.py)
+    # A verdict is recorded in the same loop as an answer: in the caller's transaction, the
+    # reviewer's standing is judged by the same quality rules and their next task comes from
+    # the same lease path. These two methods are all that ``Reviews`` calls besides the driver,
+    # the catalog and the clock.
+
+    async def lease_next(
         self,
         tx: Transaction,
         worker_id: int,
@@ -282,6 +288,10 @@ class Labeling:
         taskset_status: TaskSetStatus,
         now: datetime,
     ) -> NextItem:
+        """Lease the worker's next task in the set, in ``tx``: a review (for a reviewer, when
+        one waits for them), a gold item (qualifying, or by the set's gold ratio) or a regular
+        one; or say why there is none (suspended, failed qualification, set not active, all
+        done). ``standing`` is the worker's standing after what this transaction changed."""
         if standing.status == MembershipStatus.SUSPENDED:
             return NoItem(NoItemReason.SUSPENDED, view, standing.status_reason)
         if standing.status == MembershipStatus.FAILED:
@@ -329,6 +339,37 @@ class Labeling:
         return ServedItem(
             token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1
         )
+
+    async def enforce_rules(
+        self,
+        tx: Transaction,
+        worker_id: int,
+        taskset_id: int,
+        policy: Policy,
+        standing: Standing,
+        now: datetime,
+    ) -> StatusChange | None:
+        """Judge an active worker by the set's quality rules (gold accuracy from ``standing``,
+        speed and label mix from their recent answers), in ``tx``; when they fail, suspend them
+        as ``_apply_change`` does and return the change, else None."""
+        rules = policy.rules
+        window = max(rules.dominant_window, rules.min_answers_for_speed)
+        recent = await tx.rows(
+            RECENT_ANSWERS, {"taskset": taskset_id, "worker": worker_id, "window": window}
+        )
+        counts = await tx.rows(CROWD_COUNTS, {"taskset": taskset_id})
+        record = WorkerRecord(
+            gold_answers=standing.gold_answers,
+            gold_correct=standing.gold_correct,
+            recent_seconds=[answer.seconds for answer in recent],
+            recent_labels=[answer.label for answer in recent if answer.label is not None],
+            crowd_counts={row.label: row.answers for row in counts},
+        )
+        reason = suspension_reason(record, rules)
+        if reason is None:
+            return None
+        change = StatusChange(MembershipStatus.SUSPENDED, reason)
+        return await self._apply_change(tx, worker_id, taskset_id, change, now)
 
     async def _lease_gold(self, tx: Transaction, policy: Policy, params: dict[str, Any]) -> Any:
         # Gold items have no quota: they are never "taken", only never shown twice to one worker.
@@ -599,21 +640,20 @@ class Labeling:
                 training=standing.status == MembershipStatus.QUALIFYING,
             )
         change = judge_qualification(standing, policy, out_of_items=False)
-        if (
-            change is None
-            and standing.status == MembershipStatus.ACTIVE
-            and (graded or standing.answers % RULE_CHECK_EVERY == 0)
-        ):
-            change = await self._check_rules(tx, worker_id, view.id, policy, standing)
         if change is not None:
             change = await self._apply_change(tx, worker_id, view.id, change, now)
+        elif standing.status == MembershipStatus.ACTIVE and (
+            graded or standing.answers % RULE_CHECK_EVERY == 0
+        ):
+            change = await self.enforce_rules(tx, worker_id, view.id, policy, standing, now)
+        if change is not None:
             standing = replace(standing, status=change.status, status_reason=change.reason)
         level = None
         if review is not None:
             level = await judge_level(tx, worker_id, view.id, review, standing)
             if level is not None:
                 standing = replace(standing, reviewer=level)
-        following = await self._lease_next(
+        following = await self.lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
         )
         return Recorded(
@@ -689,30 +729,6 @@ class Labeling:
             {"item": item_id, "confidence": confidence, "max": policy.overlap_max},
         )
         return confidence
-
-    async def _check_rules(
-        self,
-        tx: Transaction,
-        worker_id: int,
-        taskset_id: int,
-        policy: Policy,
-        standing: Standing,
-    ) -> StatusChange | None:
-        rules = policy.rules
-        window = max(rules.dominant_window, rules.min_answers_for_speed)
-        recent = await tx.rows(
-            RECENT_ANSWERS, {"taskset": taskset_id, "worker": worker_id, "window": window}
-        )
-        counts = await tx.rows(CROWD_COUNTS, {"taskset": taskset_id})
-        record = WorkerRecord(
-            gold_answers=standing.gold_answers,
-            gold_correct=standing.gold_correct,
-            recent_seconds=[answer.seconds for answer in recent],
-            recent_labels=[answer.label for answer in recent if answer.label is not None],
-            crowd_counts={row.label: row.answers for row in counts},
-        )
-        reason = suspension_reason(record, rules)
-        return StatusChange(MembershipStatus.SUSPENDED, reason) if reason else None
 
     async def undo_answer(self, answer_id: int, token: str, worker_id: int) -> UndoOutcome:
         """Withdraw the worker's answer (the one given on the lease ``token``) and lease its item

@@ -281,7 +281,9 @@ def verdict_text(view: TaskSetView, verdict: ReviewVerdict, corrected: str | Non
 
 class Reviews:
     """Verdicts and the stream's state; works in the transactions of ``Labeling``, whose
-    driver, catalog, quality rules and lease path a review shares with an answer."""
+    driver, catalog and clock a review shares with an answer, and its public interface for
+    the review stream: the quality rules (``enforce_rules``) and the lease path
+    (``lease_next``)."""
 
     def __init__(self, labeling: Labeling) -> None:
         self.labeling = labeling
@@ -346,16 +348,15 @@ class Reviews:
             gold = correct == (claim.answer_label == claim.gold_label)
             standing = read_row(Standing, await tx.one(SCORE, {**params, "correct": int(gold)}))
             if standing.status == MembershipStatus.ACTIVE:
-                change = await labeling._check_rules(tx, worker_id, view.id, policy, standing)
+                change = await labeling.enforce_rules(tx, worker_id, view.id, policy, standing, now)
             if change is not None:
-                change = await labeling._apply_change(tx, worker_id, view.id, change, now)
                 standing = replace(standing, status=change.status, status_reason=change.reason)
         else:
             await self._settle(tx, claim, now)
         level = await judge_level(tx, worker_id, view.id, policy.review, standing)
         if level is not None:
             standing = replace(standing, reviewer=level)
-        following = await labeling._lease_next(
+        following = await labeling.lease_next(
             tx, worker_id, view, policy, standing, TaskSetStatus(claim.taskset_status), now
         )
         typed = AnswerKind(claim.answer_kind) in (AnswerKind.TEXT, AnswerKind.VOICE)
