@@ -36,6 +36,8 @@ from storage.models import (
     Item,
     Membership,
     MembershipStatus,
+    Review,
+    ReviewVerdict,
     TaskSet,
     TaskSetStatus,
     Worker,
@@ -181,6 +183,9 @@ class Regraded:
     right: list[int] = field(default_factory=list)  # answers the new gold answer proves right
     # (worker, when they answered, +1 now right / -1 now wrong) per answer whose verdict moved
     moves: list[tuple[int, datetime, int]] = field(default_factory=list)
+    # (reviewer, +1 / -1) per gold review of an answer to it whose verdict moved: a control
+    # answer in the reviewer's standing, not in the boards' tallies (which count answers)
+    review_moves: list[tuple[int, int]] = field(default_factory=list)
 
 
 def gold_matches(gold: str | None, label: str | None, text: str | None, max_wer: float) -> bool:
@@ -578,7 +583,8 @@ class Coordination:
         self, dispute_id: int, *, accept: bool, coordinator_id: int
     ) -> DisputeDecision | None:
         """Accept (the gold answer becomes the worker's label or text, every answer to the item
-        is judged again, and the gold score and standing of who answered it follow) or reject
+        and every gold review of one is judged again, and the gold score and standing of who
+        answered or reviewed it follow) or reject
         an open dispute, in one transaction; None when it is not open (decided already, or no
         such)."""
         now = self.clock()
@@ -681,7 +687,8 @@ class Coordination:
         session: AsyncSession, item_id: int, *, was: str | None, now: str, max_wer: float
     ) -> Regraded:
         """Judge every control answer to the item against the old and the new gold answer
-        (labels by equality, typed answers by ``gold_text_matches``)."""
+        (labels by equality, typed answers by ``gold_text_matches``), and every gold review of
+        an answer to it: the reviewer's verdict is a control answer too."""
         answers = await session.execute(
             select(Answer.id, Answer.worker_id, Answer.label, Answer.text, Answer.created_at).where(
                 Answer.item_id == item_id,
@@ -700,6 +707,19 @@ class Coordination:
                 regraded.moves.append(
                     (answer.worker_id, as_utc(answer.created_at), 1 if after else -1)
                 )
+        # A gold review was right when its verdict said what the gold answer says of the label.
+        reviews = await session.execute(
+            select(Review.worker_id, Review.verdict, Answer.label)
+            .join(Answer, Answer.id == Review.answer_id)
+            .where(Answer.item_id == item_id, Review.is_gold, Review.verdict.is_not(None))
+        )
+        for review in reviews:
+            said_right = review.verdict == ReviewVerdict.CORRECT
+            before = said_right == (review.label == was)
+            after = said_right == (review.label == now)
+            regraded.workers.add(review.worker_id)
+            if after != before:
+                regraded.review_moves.append((review.worker_id, 1 if after else -1))
         return regraded
 
     async def _rescore(
@@ -713,7 +733,8 @@ class Coordination:
     ) -> tuple[list[int], list[tuple[int, str]]]:
         """Move the gold score of everyone whose answer to the corrected item changed verdict
         (in their standing and in the boards' tallies: control answers that reviews added stay
-        counted), then re-judge the standing of everyone who answered it: a worker the accuracy
+        counted) or whose gold review of one did (in their standing), then re-judge the standing
+        of everyone who answered or reviewed it: a worker the accuracy
         rule had suspended and who now passes is reinstated; an active one who now fails is
         suspended; one who failed the qualification and now passes it is let in. Returns
         (reinstated, suspended)."""
@@ -742,6 +763,8 @@ class Coordination:
                 for period in Period:
                     start = period_start(period, answered_at)
                     tallies[worker_id, scope, period.value, start] += delta
+        for worker_id, delta in regraded.review_moves:
+            per_worker[worker_id] += delta
         connection = await session.connection()
         if any(per_worker.values()):
             await connection.execute(

@@ -235,7 +235,7 @@ async def test_gold_reviews_score_the_reviewer(store: LabelStore) -> None:
     await consistent(store)
 
 
-async def test_a_corrected_gold_label_keeps_what_reviews_added_to_the_score(
+async def test_a_corrected_gold_label_judges_the_gold_reviews_of_its_item_again(
     store: LabelStore,
 ) -> None:
     rule = {**EVERYONE_REVIEWS, "min_gold_accuracy": 0.5}
@@ -244,9 +244,12 @@ async def test_a_corrected_gold_label_keeps_what_reviews_added_to_the_score(
     await join(store, 2)
     for _ in range(3):  # two gold items labeled "neutral" (both wrong), then t0
         await answer(store, 1, 2)
-    await answer(store, 2, 2)  # a gold item, wrong too
+    own = await serve(store, 2)  # a gold item, wrong too
+    await store.record_answer(own.token, 2, 2)
+    said_correct = {}  # per gold item: the reviewer's verdict on worker 1's "neutral"
     for correct in (True, False):  # one gold review judged wrong, one right
         review = await review_of(store, 2)
+        said_correct[review.text] = correct
         await store.reviews.record_review(review.token, 2, correct, None if correct else 0)
     before = await membership(store, 2)
     assert (before.gold_answers, before.gold_correct) == (3, 1)
@@ -259,11 +262,19 @@ async def test_a_corrected_gold_label_keeps_what_reviews_added_to_the_score(
         )
     dispute_id = await store.dispute(disputed, 1)
     assert dispute_id is not None
-    await store.coordination.decide_dispute(dispute_id, accept=True, coordinator_id=9)
+    decision = await store.coordination.decide_dispute(dispute_id, accept=True, coordinator_id=9)
+    assert decision is not None
 
-    # The control answers that reviews added stay counted through the correction.
+    # "control 0" is "neutral" now: a ✅ on worker 1's "neutral" there was right after all,
+    # a ❌ wrong. The control answers that reviews added stay counted.
+    reviews_right = int(said_correct["control 0"]) + int(not said_correct["control 1"])
     after = await membership(store, 2)
     assert after.gold_answers == 3
+    assert after.gold_correct == reviews_right + int(own.text == "control 0")
+    state = await store.reviews.state(1)
+    assert [(r.worker_id, r.gold_reviews, r.gold_right) for r in state.reviewers] == [
+        (2, 2, reviews_right)
+    ]
     await consistent(store)
 
 
