@@ -150,10 +150,12 @@ async def running(application: LabelBotApp) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def polling(application: LabelBotApp, *, poll_timeout: int = 10) -> AsyncIterator[None]:
-    """Run the application with long polling inside an event loop someone else owns."""
+    """Run the application with long polling inside an event loop someone else owns.
+
+    PTB's start_polling deletes any webhook first, once and without retrying; ``labelbot run``
+    has deleted it before, retrying (``bot.serve.connect``)."""
     async with running(application):
         assert application.updater is not None
-        await application.bot.delete_webhook()
         await application.updater.start_polling(poll_interval=0.0, timeout=poll_timeout)
         try:
             yield

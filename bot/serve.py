@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlparse
 
 from telegram import Bot, Update
@@ -52,37 +52,53 @@ def backoff(delays: Sequence[float], attempt: int) -> float:
     return delays[min(attempt, len(delays) - 1)]
 
 
-async def connect(bot: Bot, stop: asyncio.Event) -> bool:
-    """Initialise ``bot`` (open its HTTP sessions and ask getMe), retrying with back-off while
-    the Bot API cannot be reached, one log line per failed attempt.
+async def until_answered(
+    bot: Bot, method: str, call: Callable[[], Awaitable[object]], stop: asyncio.Event
+) -> bool:
+    """Make a start-up call to the Bot API (``method`` names it in the log), retrying with
+    back-off while the Bot API cannot be reached, one log line per failed attempt.
+
+    Returns False when ``stop`` is set first. Errors other than ``NetworkError`` propagate:
+    retrying cannot cure a refusal.
+    """
+    # The host alone: the rest of the URL holds the token.
+    host = urlparse(bot.base_url).netloc.rpartition("@")[2]
+    attempt = 0
+    while True:
+        try:
+            await call()  # bounded by the transport's connect and read timeouts
+        except NetworkError as error:  # TimedOut included
+            delay = backoff(CONNECT_BACKOFF_SECONDS, attempt)
+            attempt += 1
+            log.warning(
+                "cannot reach the Bot API at %s (%s, attempt %d: %s); retrying in %.0f s",
+                host,
+                method,
+                attempt,
+                error,
+                delay,
+            )
+            if await stopped_within(stop, delay):
+                return False
+        else:
+            return True
+
+
+async def connect(bot: Bot, stop: asyncio.Event, *, clear_webhook: bool) -> bool:
+    """Initialise ``bot`` (open its HTTP sessions and ask getMe) and, with ``clear_webhook``
+    (for polling), delete any webhook an earlier run in webhook mode left (Telegram refuses
+    getUpdates while one is set); each call retried by ``until_answered``.
 
     Returns False when ``stop`` is set first. ``telegram.error.InvalidToken`` propagates, since
     retrying cannot fix a rejected token; its message holds the token, so never show it. Unless
     this returns True the bot's sessions are closed again.
     """
-    # The host alone: the rest of the URL holds the token.
-    host = urlparse(bot.base_url).netloc.rpartition("@")[2]
     connected = False
-    attempt = 0
     try:
-        while True:
-            try:
-                await bot.initialize()  # bounded by the transport's connect and read timeouts
-            except NetworkError as error:  # TimedOut included
-                delay = backoff(CONNECT_BACKOFF_SECONDS, attempt)
-                attempt += 1
-                log.warning(
-                    "cannot reach the Bot API at %s (attempt %d: %s); retrying in %.0f s",
-                    host,
-                    attempt,
-                    error,
-                    delay,
-                )
-                if await stopped_within(stop, delay):
-                    return False
-            else:
-                connected = True
-                return True
+        connected = await until_answered(bot, "getMe", bot.initialize, stop)
+        if connected and clear_webhook:
+            connected = await until_answered(bot, "deleteWebhook", bot.delete_webhook, stop)
+        return connected
     finally:
         if not connected:
             await bot.shutdown()
@@ -95,7 +111,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """
     stop = stop_signal()
     application = build_application(settings, migrate=False)
-    if not await connect(application.bot, stop):
+    if not await connect(application.bot, stop, clear_webhook=not settings.webhook_url):
         return
     if not settings.webhook_url:
         async with polling(application):
@@ -136,11 +152,17 @@ async def serve_webhook(
     async with running(application):
         await server.start()
         try:
-            await application.bot.set_webhook(
-                url, secret_token=secret, allowed_updates=Update.ALL_TYPES, max_connections=100
-            )
-            log.info("serving the webhook; SIGTERM stops it")
-            await stop.wait()
+            bot = application.bot
+            if await until_answered(
+                bot,
+                "setWebhook",
+                lambda: bot.set_webhook(
+                    url, secret_token=secret, allowed_updates=Update.ALL_TYPES, max_connections=100
+                ),
+                stop,
+            ):
+                log.info("serving the webhook; SIGTERM stops it")
+                await stop.wait()
         finally:
             await server.stop()
 

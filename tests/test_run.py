@@ -124,6 +124,28 @@ async def test_an_unreachable_bot_api_is_retried_until_it_answers(
     assert not any(word in bot.output for word in UNCLEAN), bot.output
 
 
+@pytest.mark.parametrize(
+    ("mode", "method"), [("polling", "deleteWebhook"), ("webhook", "setWebhook")]
+)
+async def test_a_failing_webhook_call_at_start_is_retried_until_it_answers(
+    telegram: FakeTelegram, tmp_path: Path, mode: str, method: str
+) -> None:
+    make = environment if mode == "polling" else webhook_environment
+    env = make(telegram, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    await load_items(env, tmp_path, "first")
+    telegram.fail_next(method, 502, times=2)  # a proxy in front of the Bot API, restarting
+    bot = await Watched.labelbot("run", env=env)
+    ann = telegram.user(9, "Ann")
+    await ann.send_text("/start")
+    await ann.wait_for("Item 1", timeout=30)
+    assert await bot.stop() == 0, bot.output
+
+    attempts = [line for line in bot.lines if "cannot reach the Bot API" in line]
+    assert len(attempts) == 2, bot.output
+    assert method in attempts[0] and "attempt 1" in attempts[0] and "attempt 2" in attempts[1]
+    assert not any(word in bot.output for word in UNCLEAN), bot.output
+
+
 @pytest.mark.parametrize("mode", ["polling", "webhook"])
 async def test_stopped_while_the_bot_api_is_unreachable_it_exits_0_saying_only_so(
     telegram: FakeTelegram, tmp_path: Path, mode: str
