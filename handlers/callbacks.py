@@ -22,8 +22,10 @@ JOIN_PATTERN = re.compile(r"^j:(\d{1,18})$")
 # which asks for the right label before anything is recorded.
 REVIEW_PATTERN = re.compile(r"^r:([A-Za-z0-9_-]{8,32}):(y|n|\d{1,2})$")
 REVIEW_WRONG_PATTERN = re.compile(r"^rx:([A-Za-z0-9_-]{8,32}):(\d{1,2}|-)$")
-# Undo an answer: its id and the token of the lease it answered (a new token once undone).
-UNDO_PATTERN = re.compile(r"^u:(\d{1,18}):([A-Za-z0-9_-]{8,32})$")
+# Undo an answer: its id and the token of the lease it answered (a new token once undone); in
+# a chat, also the message of the item sent after it, which an undo puts back (``c``: its text
+# is a media caption).
+UNDO_PATTERN = re.compile(r"^u:(\d{1,18}):([A-Za-z0-9_-]{8,32})(?::(\d{1,18})(c?))?$")
 # "Skip reason" under a "not sure" answer: the prompt message it takes away.
 NO_REASON_PATTERN = re.compile(r"^nr:(\d{1,18})$")
 
@@ -104,18 +106,34 @@ def decode_dispute(data: str) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemMessage:
+    """The message that carries an item's buttons: its id, and whether its text is a caption."""
+
+    message_id: int
+    captioned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class UndoData:
     answer_id: int
     token: str
+    next_message: ItemMessage | None = None  # the item sent after the answer, in a chat
 
 
-def encode_undo(answer_id: int, token: str) -> str:
-    return encode_parts("u", answer_id, token)
+def encode_undo(answer_id: int, token: str, next_message: ItemMessage | None = None) -> str:
+    if next_message is None:
+        return encode_parts("u", answer_id, token)
+    kind = "c" if next_message.captioned else ""
+    return encode_parts("u", answer_id, token, f"{next_message.message_id}{kind}")
 
 
 def decode_undo(data: str) -> UndoData | None:
     match = UNDO_PATTERN.match(data)
-    return UndoData(int(match.group(1)), match.group(2)) if match else None
+    if match is None:
+        return None
+    following = match.group(3)
+    next_message = ItemMessage(int(following), match.group(4) == "c") if following else None
+    return UndoData(int(match.group(1)), match.group(2), next_message)
 
 
 def encode_no_reason(prompt_message_id: int) -> str:

@@ -95,6 +95,8 @@ UNDO_ALERTS = {
     UndoRefusal.REVIEWED: "Can't undo: a reviewer has judged this answer already.",
 }
 UNDONE = "↩ Undone – answer it again."
+# The item sent after an undone answer, which went back to the pool.
+PUT_BACK = "↩ Put back for now: you are answering the item you undid."
 DISPUTE_RECORDED = "Thanks – a coordinator will review this control question."
 SLOW_DOWN = (
     "Slow down a little, please: I skipped your last few messages, and nothing in them was "

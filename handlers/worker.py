@@ -27,6 +27,7 @@ from handlers.callbacks import (
     JOIN_PATTERN,
     NO_REASON_PATTERN,
     UNDO_PATTERN,
+    ItemMessage,
     decode_answer,
     decode_dispute,
     decode_join,
@@ -63,6 +64,7 @@ from storage.results import (
     ServedItem,
     TaskSetView,
     UnderReview,
+    Undone,
     UndoRefusal,
     UndoRefused,
 )
@@ -137,16 +139,22 @@ def dispute_button(answer_id: int) -> Button:
     return Button(text=texts.DISPUTE_BUTTON, callback_data=encode_dispute(answer_id))
 
 
-def answer_buttons(outcome: Recorded, token: str, prompt_id: int | None) -> list[Button]:
+def answer_buttons(
+    outcome: Recorded,
+    token: str,
+    prompt_id: int | None,
+    next_message: ItemMessage | None = None,
+) -> list[Button]:
     """The buttons an answer leaves for a while: Dispute under gold feedback, Undo (the answer
-    and the lease it answered; too late after UNDO_SECONDS, by the server's clock), and Skip
-    reason under a "not sure" prompt. They stay until that message is next edited: taking them
-    away on time would cost a second Bot API call per answer."""
+    and the lease it answered, and in a chat ``next_message``, the item sent after it; too late
+    after UNDO_SECONDS, by the server's clock), and Skip reason under a "not sure" prompt. They
+    stay until that message is next edited: taking them away on time would cost a second Bot
+    API call per answer."""
     buttons = []
     if outcome.gold is not None:
         buttons.append(dispute_button(outcome.gold.answer_id))
     if outcome.undoable:
-        undo = encode_undo(outcome.answer_id, token)
+        undo = encode_undo(outcome.answer_id, token, next_message)
         buttons.append(Button(text=texts.UNDO_BUTTON, callback_data=undo))
     if prompt_id is not None:
         skip = encode_no_reason(prompt_id)
@@ -168,11 +176,11 @@ async def send_item(
     served: ServedItem,
     head: str | None = None,
     dispute: int | None = None,
-) -> int:
+) -> ItemMessage:
     """One message per item: text, or the media with the text and question as its caption
     (``head`` on top, and a Dispute button for answer ``dispute``: a new card after a typed
-    answer). A review of a voice answer sends the voice note first. Returns the id of the
-    message with the buttons."""
+    answer). A review of a voice answer sends the voice note first. Returns the message with
+    the buttons."""
     body = task_body(served)
     if head is not None:
         body = texts.card(head, body)
@@ -181,12 +189,13 @@ async def send_item(
     if served.review is not None and served.review.voice_file_id is not None:
         await bot.send_voice(chat_id, served.review.voice_file_id)
     if served.media_kind is None or served.media_ref is None:
-        return await bot.send_text(chat_id, body, keyboard)
+        return ItemMessage(await bot.send_text(chat_id, body, keyboard))
     if fits_caption(body):
-        return await bot.send_media(chat_id, served.media_kind, served.media_ref, body, keyboard)
+        kind, ref = served.media_kind, served.media_ref
+        return ItemMessage(await bot.send_media(chat_id, kind, ref, body, keyboard), True)
     # too long for a caption: the text and buttons follow the media
     await bot.send_media(chat_id, served.media_kind, served.media_ref)
-    return await bot.send_text(chat_id, body, keyboard)
+    return ItemMessage(await bot.send_text(chat_id, body, keyboard))
 
 
 async def note_item_message(context: Context, served: ServedItem, message_id: int) -> None:
@@ -203,9 +212,9 @@ async def show(
     result: NextItem,
     head: str | None = None,
     dispute: int | None = None,
-) -> None:
+) -> ItemMessage | None:
     """Send the item, or say why there is none (under ``head`` and with a Dispute button, if
-    given: see send_item). An item Telegram
+    given: see send_item); returns the item's message, if one was sent. An item Telegram
     refuses to show (a text too long with its number and question, a media link it cannot
     fetch) is set aside for the coordinator and the next one is sent, so a worker is never stuck
     on it."""
@@ -218,11 +227,11 @@ async def show(
                 texts.card(head, reason) if head is not None else reason,
                 reply_markup=dispute_keyboard(dispute) if dispute is not None else None,
             )
-            return
+            return None
         try:
-            message_id = await send_item(context, chat_id, result, head, dispute)
-            await note_item_message(context, result, message_id)
-            return
+            sent = await send_item(context, chat_id, result, head, dispute)
+            await note_item_message(context, result, sent.message_id)
+            return sent
         except BadRequest as error:
             if blames_the_chat(error):
                 raise
@@ -235,6 +244,7 @@ async def show(
             if attempt == MAX_REFUSED_ITEMS_IN_A_ROW:
                 raise  # more likely the chat than every item: the error handler tells the worker
             result = await store.next_item_for(chat_id)
+    return None  # not reached: the last refusal raises
 
 
 def blames_the_chat(error: BadRequest) -> bool:
@@ -372,6 +382,14 @@ async def answer(update: Update, context: Context) -> None:
         spinner = asyncio.ensure_future(answer_query(query))  # one task, where gather makes two
         try:
             prompt_id = await ask_unsure_reason(context, chat_id, outcome) if unsure else None
+            if outcome.undoable:
+                # The next item goes first, so that Undo can name its message (which an undo
+                # puts back); the answered item shows the choice a round trip later.
+                await tell_outcome(context, chat_id, outcome)
+                sent = await show(context, chat_id, outcome.next)
+                after = answer_buttons(outcome, data.token, prompt_id, sent)
+                await edit_body(context, message, outcome.chosen, after)
+                return
             gold = outcome.gold is not None  # the Dispute button goes under the feedback
             after = [] if gold else answer_buttons(outcome, data.token, prompt_id)
             await edit_body(context, message, outcome.chosen, after)
@@ -611,8 +629,9 @@ async def dispute_reason(update: Update, context: Context) -> None:
 
 async def undo(update: Update, context: Context) -> None:
     """A tap on Undo: withdraw the answer and show its item again in the tapped message (the
-    answered item in a chat, the card that moved on). Too late, already undone or no longer
-    the worker's item: an alert says so."""
+    answered item in a chat, the card that moved on). In a chat, the item sent after the answer
+    went back to the pool: its message loses its buttons and says so. Too late, already undone
+    or no longer the worker's item: an alert says so."""
     tap = await decoded_tap(update, decode_undo)
     if tap is None:
         return
@@ -636,6 +655,21 @@ async def undo(update: Update, context: Context) -> None:
         await show(context, query.from_user.id, reopened)
     else:
         await show_on_card(context, message, texts.UNDONE, reopened)
+    if isinstance(outcome, Undone) and outcome.put_back and data.next_message is not None:
+        await put_back(context, query.from_user.id, data.next_message)
+
+
+async def put_back(context: Context, chat_id: int, sent: ItemMessage) -> None:
+    """The message of an item an undo put back: its buttons go, and it says why (one call)."""
+    try:
+        if sent.captioned:
+            await context.bot.edit_message_caption(chat_id, sent.message_id, caption=texts.PUT_BACK)
+        else:
+            await context.bot.replace_text(chat_id, sent.message_id, texts.PUT_BACK, None)
+    except BadRequest as error:
+        # A redelivered update may find it edited already; that is fine.
+        if "not modified" not in error.message.lower():
+            raise
 
 
 async def no_reason(update: Update, context: Context) -> None:

@@ -104,6 +104,7 @@ from storage.statements.undo import (
     DROP_FRESH_LEASES,
     DROP_REVIEWS,
     LEAVE_BUCKETS,
+    NEXT_STILL_LEASED,
     REOPEN_ITEM,
     REOPEN_LEASE,
     SET_UNSURE_REASON,
@@ -793,6 +794,7 @@ class Labeling:
             if not row.is_gold:
                 await self._update_confidence(tx, row.item_id, view, policy, grow=False)
         standing = read_row(Standing, await tx.one(STANDING_AFTER_UNDO, params))
+        put_back = bool(await tx.value(NEXT_STILL_LEASED, params))
         # One live lease per worker: the item sent after the answer goes back to the pool.
         leases = {"worker": worker_id, "taskset": view.id}
         await self.expire(tx, DROP_FRESH_LEASES, leases)
@@ -800,7 +802,8 @@ class Labeling:
         token = secrets.token_urlsafe(12)
         await tx.run(REOPEN_LEASE, {**params, "token": token, "expires": now + self.lease})
         return Undone(
-            ServedItem(token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1)
+            ServedItem(token, view, row.text, row.media_kind, row.media_ref, standing.answers + 1),
+            put_back,
         )
 
     async def set_unsure_reason(self, answer_id: int, worker_id: int, reason: str) -> bool:

@@ -190,6 +190,8 @@ class Undone:
     """The answer is withdrawn and its item leased to the worker again, under a new token."""
 
     reopened: ServedItem
+    # The item sent after the answer was still unanswered, and went back to the pool.
+    put_back: bool = False
 
 
 class UndoRefusal(StrEnum):

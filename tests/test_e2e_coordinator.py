@@ -422,7 +422,8 @@ async def test_tasksets_pause_resume_close_and_a_cli_draft_published_in_chat(
     # The worker holding a lease is told on the next tap, and the answer is kept.
     await wendy.press("positive", message_id=leased["message_id"])
     await wendy.wait_for("is paused right now")
-    assert "Your answer: positive" in wendy._chat.messages[leased["message_id"]]["text"]
+    await wendy.wait_for("Your answer: positive")  # the answered item, edited after that
+    assert "Your answer: positive" in wendy.message(leased["message_id"])["text"]
     assert (await store_of(bot).coordination.overview())[0].answers == 1
     resumed = await tap_and_wait(coordinator, texts.RESUME_BUTTON, paused)
     assert "– active" in resumed["text"] and "1/3 items" in resumed["text"]

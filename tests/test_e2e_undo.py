@@ -17,6 +17,7 @@ from storage.models import Answer, LedgerAdjustment, LedgerEntry
 from storage.results import Rejection, UndoRefusal
 from tests.conftest import Clock, running_bot
 from tests.factories import LABELS, make_spec
+from tests.test_e2e_card import chat_calls
 from tests.test_e2e_worker import button_texts, settled, store_of
 
 ITEM_BUTTONS = [*LABELS, texts.SKIP_BUTTON, texts.UNSURE_BUTTON]
@@ -60,17 +61,20 @@ async def started(bot: LabelBotApp, telegram: FakeTelegram, uid: int, **spec: An
     return user
 
 
-async def test_undo_in_a_chat_reopens_the_answered_item(
+async def test_undo_in_a_chat_reopens_the_answered_item_and_puts_the_next_one_back(
     bot: LabelBotApp, telegram: FakeTelegram
 ) -> None:
     ann = await started(bot, telegram, 301, reward="0.05")
     first = await ann.wait_for(showing(1))
     await ann.press("positive", message_id=first["message_id"])
     second = await ann.wait_for(showing(2))
+    await settled(bot, telegram)  # the answered item shows its Undo after it
     answered = ann.messages[-2]
     assert "Your answer: positive" in answered["text"]
     assert button_texts(answered) == [texts.UNDO_BUTTON]
+    stale = second["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
 
+    calls = len(telegram.calls)
     await ann.press(texts.UNDO_BUTTON, message_id=first["message_id"])
     reopened = await ann.wait_for(
         lambda m: message_text(m).startswith(texts.UNDONE) and showing(1)(m)
@@ -80,6 +84,11 @@ async def test_undo_in_a_chat_reopens_the_answered_item(
     assert "text" not in await ann.wait_alert()  # the answer's spinner
     assert (await ann.wait_alert())["text"] == texts.UNDONE
     await settled(bot, telegram)
+    # The item sent next went back to the pool: its message says so and keeps no button that
+    # would only answer "not valid".
+    put_back = ann.message(second["message_id"])
+    assert message_text(put_back) == texts.PUT_BACK and button_texts(put_back) == []
+    assert [c.method for c in chat_calls(telegram, ann, calls)] == ["editMessageText"] * 2
     assert await live_labels(bot) == []
     async with store_of(bot).sessions() as session:
         assert await session.scalar(select(LedgerAdjustment.reason)) == "answer undone"
@@ -87,12 +96,47 @@ async def test_undo_in_a_chat_reopens_the_answered_item(
 
     await ann.press("negative", message_id=first["message_id"])
     await ann.wait_for(lambda m: m["message_id"] > second["message_id"] and showing(2)(m))
-    await ann.press("neutral", message_id=second["message_id"])  # the item sent before the undo
+    await ann.press_data(stale, second["message_id"])  # a button of the item put back
     await settled(bot, telegram)
     assert ann.alerts[-1]["text"] == texts.ALERTS[Rejection.FORGED]
     assert await live_labels(bot) == ["negative"]
     balances = await store_of(bot).ledger.balances(301)
     assert [b.available_minor for b in balances] == [5]  # one reward, not two
+    await consistent(bot)
+
+
+async def test_undo_in_a_chat_puts_back_a_media_item_by_its_caption_and_only_an_unanswered_one(
+    bot: LabelBotApp, telegram: FakeTelegram
+) -> None:
+    spec = make_spec(items=3, overlap=1)
+    items = [
+        item.model_copy(update={"image": f"https://example.org/{n}.jpg"}) if n == 1 else item
+        for n, item in enumerate(spec.items)
+    ]
+    await store_of(bot).load_taskset(spec.model_copy(update={"items": items}))
+    ann = telegram.user(309, "Ann")
+    await ann.send_text("/start")
+    first = await ann.wait_for(showing(1))
+    await ann.press("positive", message_id=first["message_id"])
+    photo = await ann.wait_for(showing(2))
+    await settled(bot, telegram)  # the answered item shows its Undo after it
+    await ann.press(texts.UNDO_BUTTON, message_id=first["message_id"])
+    await ann.wait_for(lambda m: message_text(m).startswith(texts.UNDONE))
+    await settled(bot, telegram)
+    put_back = ann.message(photo["message_id"])
+    assert put_back["caption"] == texts.PUT_BACK and button_texts(put_back) == []
+    assert "photo" in put_back
+
+    # Item 1 again, then item 2 answered too: undoing item 1 now leaves item 2's answer alone.
+    await ann.press("negative", message_id=first["message_id"])
+    second = await ann.wait_for(lambda m: m["message_id"] > photo["message_id"] and showing(2)(m))
+    await ann.press("neutral", message_id=second["message_id"])
+    await ann.wait_for(showing(3))
+    await ann.press(texts.UNDO_BUTTON, message_id=first["message_id"])
+    await settled(bot, telegram)
+    answered = ann.message(second["message_id"])
+    assert "Your answer: neutral" in message_text(answered)
+    assert await live_labels(bot) == ["neutral"]
     await consistent(bot)
 
 
@@ -125,6 +169,7 @@ async def test_undo_after_30_seconds_is_too_late(
     ann = await started(bot, telegram, 303, layout=layout)
     await ann.press("positive")
     await ann.wait_for(showing(2))
+    await settled(bot, telegram)  # the answered item shows its Undo after it
     clock.advance(seconds=31)
     await ann.press(texts.UNDO_BUTTON)
     await settled(bot, telegram)
@@ -143,6 +188,7 @@ async def test_a_double_tap_or_a_redelivered_undo_undoes_once(
     ann = await started(bot, telegram, 304, layout=layout, reward="0.05")
     await ann.press("positive")
     await ann.wait_for(showing(2))
+    await settled(bot, telegram)  # the answered item shows its Undo after it
     undo = next(m for m in reversed(ann.messages) if texts.UNDO_BUTTON in button_texts(m))
     data = next(b for b in undo["reply_markup"]["inline_keyboard"][-1] if "Undo" in b["text"])
     update_id = await ann.press(texts.UNDO_BUTTON, message_id=undo["message_id"])
@@ -219,6 +265,7 @@ async def test_skip_reason_takes_the_prompt_away(
     ann = await started(bot, telegram, 309, layout=layout)
     await ann.press(texts.UNSURE_BUTTON)
     await ann.wait_for(showing(2))
+    await settled(bot, telegram)  # the answered item shows its Undo after it
     assert ann.reply_field is not None
     await ann.press(texts.NO_REASON_BUTTON)
     await settled(bot, telegram)

@@ -222,7 +222,7 @@ class FakeUser:
         """Tap the inline button with this text on the newest bot message that has it (or on
         ``message_id``). Returns the update_id; LookupError names the buttons there are."""
         candidates = (
-            [self._bot_message(message_id)] if message_id is not None else reversed(self.messages)
+            [self.message(message_id)] if message_id is not None else reversed(self.messages)
         )
         offered: list[str] = []
         for message in candidates:
@@ -235,7 +235,7 @@ class FakeUser:
 
     async def press_data(self, data: str, message_id: int) -> int:
         """Send a callback query with arbitrary data from a bot message (forged or replayed)."""
-        return self._push_callback(self._bot_message(message_id), data)
+        return self._push_callback(self.message(message_id), data)
 
     # -- the fake's side of the chat ------------------------------------------------------
 
@@ -247,7 +247,8 @@ class FakeUser:
         self._chat.store(message)
         return message
 
-    def _bot_message(self, message_id: int) -> JSONDict:
+    def message(self, message_id: int) -> JSONDict:
+        """The bot's message ``message_id`` as it looks now; LookupError if there is none."""
         message = self._chat.messages.get(message_id)
         if message is None or not message["from"]["is_bot"]:
             raise LookupError(f"user {self.id} has no bot message {message_id}")

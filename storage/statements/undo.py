@@ -131,6 +131,18 @@ DROP_FRESH_LEASES = (
     )
     .returning(Assignment.item_id)
 )
+# The item leased in the answer's own transaction (the one sent after it), still unanswered:
+# the undo puts it back.
+NEXT_STILL_LEASED = select(
+    exists().where(
+        Assignment.worker_id == bindparam("worker_id"),
+        Assignment.taskset_id == bindparam("taskset_id"),
+        Assignment.state == AssignmentState.LEASED,
+        Assignment.id != bindparam("assignment_id"),
+        Assignment.served_at
+        == select(Answer.created_at).where(Answer.id == bindparam("answer_id")).scalar_subquery(),
+    )
+)
 # Its reviews no reviewer finished leave the queue (one leased finds its buttons stale).
 DROP_REVIEWS = delete(Review).where(Review.answer_id == bindparam("answer_id"))
 STANDING_AFTER_UNDO = (
