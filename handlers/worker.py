@@ -216,8 +216,8 @@ async def show(
     """Send the item, or say why there is none (under ``head`` and with a Dispute button, if
     given: see send_item); returns the item's message, if one was sent. An item Telegram
     refuses to show (a text too long with its number and question, a media link it cannot
-    fetch) is set aside for the coordinator and the next one is sent, so a worker is never stuck
-    on it."""
+    fetch) is set aside for the coordinator, a review for its reviewer, and the next task is
+    sent, so a worker is never stuck on it."""
     store = context.bot_data.store
     for attempt in range(1, MAX_REFUSED_ITEMS_IN_A_ROW + 1):
         if not isinstance(result, ServedItem):
@@ -235,16 +235,35 @@ async def show(
         except BadRequest as error:
             if blames_the_chat(error):
                 raise
-            log.warning(
-                "Telegram refused an item of task set %s (%s); set aside, the worker gets the next",
-                result.taskset.name,
-                error.message,
-            )
-            await store.set_aside(result.token, error.message)
+            await set_aside(context, chat_id, result, error)
             if attempt == MAX_REFUSED_ITEMS_IN_A_ROW:
                 raise  # more likely the chat than every item: the error handler tells the worker
             result = await store.next_item_for(chat_id)
     return None  # not reached: the last refusal raises
+
+
+async def set_aside(context: Context, chat_id: int, served: ServedItem, error: BadRequest) -> None:
+    """Telegram refuses to show ``served``: an item is set aside for the coordinator, a review
+    for this reviewer only (another may see it: a voice note this one does not accept), so the
+    next ``next_item_for`` serves something else."""
+    store = context.bot_data.store
+    if served.review is None:
+        log.warning(
+            "Telegram refused an item of task set %s (%s); set aside, the worker gets the next",
+            served.taskset.name,
+            error.message,
+        )
+        await store.set_aside(served.token, error.message)
+        return
+    review_id = await store.reviews.set_aside(served.token)
+    log.warning(
+        "Telegram refused review %s of task set %s to reviewer %s (%s); set aside for them, "
+        "they get the next",
+        review_id,
+        served.taskset.name,
+        chat_id,
+        error.message,
+    )
 
 
 def blames_the_chat(error: BadRequest) -> bool:
@@ -511,12 +530,7 @@ async def show_on_card(
             return
         if blames_the_chat(error) or not isinstance(result, ServedItem):
             raise
-        log.warning(
-            "Telegram refused an item of task set %s (%s); set aside, the worker gets the next",
-            result.taskset.name,
-            error.message,
-        )
-        await context.bot_data.store.set_aside(result.token, error.message)
+        await set_aside(context, chat_id, result, error)
         result = await context.bot_data.store.next_item_for(chat_id)
     keyboard_markup = ptb_markup(after)
     try:

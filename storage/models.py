@@ -326,10 +326,12 @@ class ReviewVerdict(enum.StrEnum):
 
 class Review(Base):
     """One review of an answer: waiting for a reviewer (``worker_id`` NULL), leased to one
-    (``token``, ``expires_at``: a lease that runs out makes it waiting again), or done
-    (``verdict``). A review of an answer on a gold item (``is_gold``) has a known verdict and
-    scores the reviewer; any number of reviewers get one, each their own row. Other answers
-    are reviewed in rounds: round 1, and another only while the verdicts disagree."""
+    (``token``, ``expires_at``: a lease that runs out makes it waiting again), done
+    (``verdict``), or set aside for its reviewer (``worker_id`` but no ``expires_at`` and no
+    verdict: Telegram refused to show it to them; another round waits in its place). A review
+    of an answer on a gold item (``is_gold``) has a known verdict and scores the reviewer; any
+    number of reviewers get one, each their own row. Other answers are reviewed in rounds:
+    round 1, and another only while the verdicts disagree."""
 
     __tablename__ = "reviews"
     __table_args__ = (

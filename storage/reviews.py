@@ -61,6 +61,7 @@ from storage.statements.reviews import (
     REVIEW_COUNTS,
     REVIEWER_SCORES,
     SCORE,
+    SET_ASIDE_REVIEW,
     SET_CORRECTED_TEXT,
     SET_REVIEWER,
     SET_VERDICTS,
@@ -368,6 +369,29 @@ class Reviews:
             following,
             correction_wanted=claim.id if typed and not correct and not claim.is_gold else None,
         )
+
+    async def set_aside(self, token: str) -> int | None:
+        """Keep the leased review from its reviewer for good, because Telegram refuses to show
+        it to them (a voice note they do not accept, a media link it cannot fetch); a review
+        of an answer waits for another reviewer in its place. Returns the review's id, or None
+        when the token names no review waiting for a verdict."""
+        return await self.labeling.driver.transaction(self._set_aside, token, self.labeling.clock())
+
+    @staticmethod
+    async def _set_aside(tx: Transaction, token: str, now: datetime) -> int | None:
+        aside = await tx.first(SET_ASIDE_REVIEW, {"token": token})
+        if aside is None:
+            return None
+        if not aside.is_gold:  # a gold review is the reviewer's own: nobody else waits for it
+            params = {
+                "taskset": aside.taskset_id,
+                "answer": aside.answer_id,
+                "reason": aside.reason,
+                "round": aside.round + 1,
+                "now": now,
+            }
+            await tx.run(NEXT_ROUND, params)
+        return int(aside.id)
 
     async def set_correction(self, review_id: int, worker_id: int, text: str) -> bool:
         """The right text a reviewer sent after ❌ on a typed or voice answer; False when the

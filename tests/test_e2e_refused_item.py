@@ -66,3 +66,46 @@ async def test_an_item_telegram_refuses_is_set_aside_and_the_next_one_is_served(
     assert "set aside, Telegram refused to show them: t0 (Message is too long)" in (
         capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize("layout", ["chat", "card"])
+async def test_a_review_telegram_refuses_is_set_aside_for_that_reviewer_only(
+    bot: LabelBotApp,
+    telegram: FakeTelegram,
+    caplog: pytest.LogCaptureFixture,
+    layout: str,
+) -> None:
+    store = bot.bot_data.store
+    rule = {"sample": 1.0, "min_answers": 1, "min_gold_accuracy": 0.0}
+    spec = make_spec(items=4, overlap=1, review=rule, layout=layout)
+    photo = spec.items[0].model_copy(update={"image": "https://example.org/0.jpg"})
+    taskset_id = await store.load_taskset(
+        spec.model_copy(update={"items": [photo, *spec.items[1:]]})
+    )
+    ann, bob = telegram.user(41, "Ann"), telegram.user(42, "Bob")
+    await ann.send_text("/start")
+    await ann.press(LABELS[0], message_id=(await ann.wait_for("Item 1"))["message_id"])
+    await ann.wait_for("text number 1")  # she labels on: only her own answer waits
+
+    # Bob's phone cannot show the photo (a bad media answer is a 400 that blames no chat).
+    refusal = "Bad Request: wrong type of the web page content"
+    telegram.fail_next("sendPhoto", 400, refusal, times=9, chat_id=42)
+    with caplog.at_level(logging.WARNING, logger="handlers.worker"):
+        await bob.send_text("/start")
+        await bob.press(LABELS[1], message_id=(await bob.wait_for("Item 1"))["message_id"])
+        following = await bob.wait_for("Item 2")
+
+    # Not shown again: he got the next task (no review left for him: an item), no error.
+    assert "text number" in (following.get("text") or "")
+    assert not any("Sorry" in text for text in bob.texts())
+    assert sum(c.method == "sendPhoto" and c.params["chat_id"] == 42 for c in telegram.calls) == 1
+    [logged] = [r.getMessage() for r in caplog.records if "refused review" in r.getMessage()]
+    assert "review 1 of task set sentiment to reviewer 42 (Wrong type" in logged
+    await bob.send_text("/next")
+    await bob.wait_for(lambda m: m["message_id"] > following["message_id"] and "Item 2" in str(m))
+    assert not any(text.startswith("Review") for text in bob.texts())
+
+    # Ann's answer still waits for a review, by anyone else: Bob's and hers.
+    state = await store.reviews.state(taskset_id)
+    assert (state.waiting, state.done) == (2, 0)
+    assert set((await store.consistency_violations()).values()) == {0}

@@ -278,6 +278,36 @@ async def test_a_corrected_gold_label_judges_the_gold_reviews_of_its_item_again(
     await consistent(store)
 
 
+async def test_a_review_set_aside_for_its_reviewer_goes_to_another(store: LabelStore) -> None:
+    rule = {**EVERYONE_REVIEWS, "min_gold_accuracy": 0.5}
+    spec = make_spec(items=6, gold=1, overlap=1, gold_ratio=0.0, review=rule)
+    taskset_id = await store.load_taskset(spec)
+    for worker_id in (1, 2, 3):
+        await join(store, worker_id)
+    await answer(store, 1)
+    outcome = await answer(store, 2)  # worker 2 is shown worker 1's answer...
+    assert isinstance(outcome.next, ServedItem) and outcome.next.review is not None
+    assert await store.reviews.set_aside(outcome.next.token) is not None  # ... and cannot see it
+    assert await store.reviews.set_aside(outcome.next.token) is None  # once
+
+    following = await serve(store, 2)  # not that review again: worker 1 has no other answer
+    assert following.review is None
+    assert (await store.reviews.state(taskset_id)).waiting == 2  # worker 1's, worker 2's
+    await answer(store, 3)
+    # In its place a review of the same answer waits, at the back of the queue, for another.
+    review = await review_of_item(store, 3, outcome.next.text or "")
+    async with store.sessions() as session:
+        reviewed = await session.scalar(
+            select(Answer.worker_id)
+            .join(Review, Review.answer_id == Answer.id)
+            .where(Review.token == review.token)
+        )
+    assert reviewed == 1
+    outcome = await store.reviews.record_review(review.token, 3, True)
+    assert isinstance(outcome, Reviewed)
+    await consistent(store)
+
+
 async def test_concurrent_reviewers_each_get_a_review_of_their_own(
     store: LabelStore, clock: Clock
 ) -> None:

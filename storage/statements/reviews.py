@@ -2,9 +2,10 @@
 lease a review to a reviewer, record the verdict and what follows from it.
 
 A review is a row of ``reviews``: waiting (no reviewer, or a lease that ran out), leased (a
-reviewer and a token), or done (a verdict). Queued reviews are taken oldest first; a gold
-review is made for the reviewer on the spot from an answer on a gold item they have not
-reviewed yet, as gold items are served.
+reviewer and a token), done (a verdict), or set aside for its reviewer (a reviewer, but neither
+token nor expiry nor verdict: Telegram refused to show it to them). Queued reviews are taken
+oldest first; a gold review is made for the reviewer on the spot from an answer on a gold item
+they have not reviewed yet, as gold items are served.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
@@ -49,6 +51,8 @@ NOW = typed_bind("now", Review.created_at)
 REVIEWER = typed_bind("worker", Review.worker_id)
 TASKSET = typed_bind("taskset", Review.taskset_id)
 NOT_GOLD = Review.is_gold.is_(False)
+# Set aside for its reviewer: never leased again, and it keeps them from the answer for good.
+NOT_SET_ASIDE = or_(Review.worker_id.is_(None), Review.expires_at.is_not(None))
 
 
 def queue_statement(source: Any) -> Any:
@@ -84,6 +88,8 @@ QUEUE_ITEM_ANSWERS = queue_statement(
     .subquery("queued")
 )
 ITEM_PROGRESS = select(Item.answer_count, Item.needed).where(Item.id == bindparam("item"))
+# Another review of the answer, waiting: after a verdict that needs another, or in place of one
+# set aside for its reviewer.
 NEXT_ROUND = insert(Review).values(
     taskset_id=TASKSET,
     answer_id=typed_bind("answer", Review.answer_id),
@@ -233,6 +239,16 @@ def claim_review_query(*, lock: bool) -> Any:
     return query.with_for_update(of=Review) if lock else query
 
 
+# The reviewer's lease of a review Telegram refused to show them: no token and no expiry, so
+# it is no one's to lease again; their row for the answer keeps them from it.
+SET_ASIDE_REVIEW = (
+    update(Review)
+    .where(Review.token == bindparam("token"), Review.verdict.is_(None))
+    .values(token=null(), expires_at=null())
+    .returning(
+        Review.id, Review.taskset_id, Review.answer_id, Review.reason, Review.is_gold, Review.round
+    )
+)
 RECORD_VERDICT = (
     update(Review)
     .where(Review.id == bindparam("review"))
@@ -324,7 +340,7 @@ SET_VERDICTS = (
 
 _verdicts = aliased(Review)
 REVIEW_COUNTS = select(
-    func.count().filter(Review.verdict.is_(None)).label("waiting"),
+    func.count().filter(Review.verdict.is_(None), NOT_SET_ASIDE).label("waiting"),
     func.count().filter(Review.verdict.is_not(None), NOT_GOLD).label("done"),
     func.count().filter(Review.verdict.is_not(None), Review.is_gold).label("gold_done"),
 ).where(Review.taskset_id == TASKSET)
