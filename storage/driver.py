@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Float
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -125,6 +126,34 @@ def result_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Processo
         # OID from a cursor to tell, which a statement compiled ahead of time does not have.
         return None
     return column_type.dialect_impl(dialect).result_processor(dialect, None)
+
+
+async def driver_chunks(
+    connection: AsyncConnection, statement: ClauseElement, rows: int
+) -> AsyncIterator[Sequence[Sequence[Any]]]:
+    """The rows of a read on ``connection`` (``long_read``), in chunks of ``rows``, straight
+    from the driver's cursor: each row a tuple of the values as the driver gives them (asyncpg:
+    a ``Record``), without SQLAlchemy's row objects or its conversions of returned values. For
+    reads of millions of rows, of columns the drivers give as wanted (numbers and text):
+    SQLAlchemy's rows cost more than the driver's own work. Values in the statement are sent
+    as SQLAlchemy would send them.
+    """
+    compiled = CompiledStatement(statement, connection.dialect)
+    arguments = compiled.arguments(NO_PARAMS)
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    if connection.dialect.name == "sqlite":  # aiosqlite: fetches on its own thread
+        cursor = await driver.execute(compiled.sql, arguments)
+        try:
+            while chunk := await cursor.fetchmany(rows):
+                yield chunk
+        finally:
+            await cursor.close()
+        return
+    # asyncpg: a server-side cursor lives in a transaction (nested in one the connection has).
+    async with driver.transaction():
+        cursor = await driver.cursor(compiled.sql, *arguments)
+        while chunk := await cursor.fetch(rows):
+            yield chunk
 
 
 class CompiledStatements(dict[ClauseElement, CompiledStatement]):

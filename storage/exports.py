@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO, TypeVar, cast
 
 import numpy as np
-from sqlalchemy import ColumnElement, String, case, func, select
+from sqlalchemy import ColumnElement, String, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.driver import driver_chunks
 from storage.engine import long_read
 from storage.models import (
     Answer,
@@ -103,7 +104,8 @@ async def write_raw_answers(
                 )
             ).all()
         )
-        answers = await connection.stream(
+        answers = driver_chunks(
+            connection,
             select(
                 Answer.id,
                 Answer.item_id,
@@ -118,13 +120,19 @@ async def write_raw_answers(
                 Answer.reason,
             )
             .where(Answer.taskset_id == taskset_id, live_answer())
-            .order_by(Answer.id)
-            .execution_options(yield_per=CHUNK_ROWS)
+            .order_by(Answer.id),
+            CHUNK_ROWS,
         )
 
         def write(rows: Sequence[Any]) -> int:
             ids, items, workers, labels, seconds, *rest = zip(*rows, strict=True)
-            found = [corrections.get(answer_id, NOT_FOUND_WRONG) for answer_id in ids]
+            review = correction = [""] * len(ids)  # one value per column: written once
+            if not corrections.keys().isdisjoint(ids):
+                found = list(map(corrections.get, ids, itertools.repeat(NOT_FOUND_WRONG)))
+                review = ["" if fix is NOT_FOUND_WRONG else "wrong" for fix in found]
+                correction = [
+                    fix.label if isinstance(fix, StoredCorrection) else "" for fix in found
+                ]
             return table.write(
                 [
                     list(map(names.__getitem__, items)),
@@ -132,12 +140,12 @@ async def write_raw_answers(
                     labels,
                     list(map(round, seconds, itertools.repeat(3))),
                     *rest,
-                    ["" if fix is NOT_FOUND_WRONG else "wrong" for fix in found],
-                    [fix.label if isinstance(fix, StoredCorrection) else "" for fix in found],
+                    review,
+                    correction,
                 ]
             )
 
-        return await write_while_reading(answers.partitions(), write)
+        return await write_while_reading(answers, write)
 
 
 def utc_isoformat(column: Any, dialect: str) -> ColumnElement[str]:
@@ -149,7 +157,8 @@ def utc_isoformat(column: Any, dialect: str) -> ColumnElement[str]:
     the result leaves out a fraction of zero.
     """
     if dialect == "sqlite":
-        whole_second = func.substr(column, 20).in_(["", ".000000"])
+        after_seconds = func.substr(column, 20)
+        whole_second = or_(after_seconds == "", after_seconds == ".000000")
         moment = case((whole_second, func.substr(column, 1, 19)), else_=column)
         return func.replace(moment, " ", "T", type_=String).concat("+00:00")
     utc = func.timezone("UTC", column)
@@ -216,11 +225,12 @@ async def write_item_results(
 ) -> int:
     """One row per item in the set's order: aggregated answer, confidence, answers, gold, text."""
     async with long_read(engine) as connection:
-        items = await connection.stream(
+        items = driver_chunks(
+            connection,
             select(Item.external_id, Item.gold_label, Item.text)
             .where(Item.taskset_id == taskset_id)
-            .order_by(Item.position)
-            .execution_options(yield_per=CHUNK_ROWS)
+            .order_by(Item.position),
+            CHUNK_ROWS,
         )
         written = 0
 
@@ -239,7 +249,7 @@ async def write_item_results(
                 ]
             )
 
-        return await write_while_reading(items.partitions(), write)
+        return await write_while_reading(items, write)
 
 
 async def write_while_reading(
@@ -285,15 +295,16 @@ async def read_coded_answers(
     async with long_read(engine) as connection:
         keys, gold = await item_keys(connection, taskset_id)
         excluded = await excluded_workers(connection, taskset_id)
-        answers = await connection.stream(
+        answers = driver_chunks(
+            connection,
             select(Answer.id, Answer.item_id, Answer.worker_id, label_code)
             .where(Answer.taskset_id == taskset_id, Answer.kind == AnswerKind.LABEL, live_answer())
-            .order_by(Answer.id)
-            .execution_options(yield_per=CHUNK_ROWS)
+            .order_by(Answer.id),
+            CHUNK_ROWS,
         )
         chunks = [
             np.fromiter(itertools.chain.from_iterable(chunk), np.int64, 4 * len(chunk))
-            async for chunk in answers.partitions()
+            async for chunk in answers
         ]
 
     def code() -> CodedSet:
@@ -328,7 +339,8 @@ async def read_text_answers(
     async with long_read(engine) as connection:
         keys, _gold = await item_keys(connection, taskset_id)
         excluded = await excluded_workers(connection, taskset_id)
-        answers = await connection.stream(
+        answers = driver_chunks(
+            connection,
             select(Answer.id, Answer.item_id, Answer.worker_id, Answer.text)
             .where(
                 Answer.taskset_id == taskset_id,
@@ -336,14 +348,14 @@ async def read_text_answers(
                 Answer.kind == AnswerKind.TEXT,
                 Answer.text.is_not(None),
             )
-            .order_by(Answer.id)
-            .execution_options(yield_per=CHUNK_ROWS)
+            .order_by(Answer.id),
+            CHUNK_ROWS,
         )
         ids: list[int] = []
         items: list[int] = []
         workers: list[int] = []
         texts: list[str] = []
-        async for chunk in answers.partitions():
+        async for chunk in answers:
             chunk_ids, chunk_items, chunk_workers, chunk_texts = zip(*chunk, strict=True)
             ids += chunk_ids
             items += chunk_items

@@ -7,12 +7,14 @@ import io
 import json
 from datetime import UTC, datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tasksets.export import (
     ITEM_COLUMNS,
     RAW_COLUMNS,
     open_table,
     safe_cell,
-    safe_column,
     write_csv,
     write_jsonl,
 )
@@ -178,7 +180,55 @@ def test_jsonl_cells_are_what_json_dumps_writes_whatever_their_type() -> None:
     assert out.getvalue().split("\n") == [*expected, ""]
 
 
-def test_a_column_of_text_mixed_with_numbers_is_still_made_safe() -> None:
-    assert safe_column(["a", None, "=1", 2, "-x"]) == ["a", None, "'=1", 2, "'-x"]
-    assert safe_column([-1, -2.5, None]) == [-1, -2.5, None]
-    assert safe_column(["plain", "text"]) == ["plain", "text"]
+# Cells of every kind a table takes, some of them the same object, so that the columns of a
+# chunk are sometimes all one value.
+CELLS = st.one_of(
+    st.sampled_from([None, "", "plain", "=1+1", "-7", 'a "quoted", text', "\r\n", 3, -2.5]),
+    st.text(),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.datetimes(timezones=st.just(UTC)),
+)
+COLUMN = st.one_of(
+    st.lists(CELLS, min_size=12, max_size=12),
+    *(
+        st.lists(cells, min_size=12, max_size=12)
+        for cells in (st.text(), st.integers(), st.floats(), st.none() | st.text())
+    ),
+)
+
+
+@given(columns=st.lists(COLUMN, min_size=1, max_size=4), chunk=st.integers(1, 12))
+def test_a_table_is_what_csv_writer_and_json_dumps_write_row_by_row(
+    columns: list[list[object]], chunk: int
+) -> None:
+    names = [f"c{index}" for index in range(len(columns))]
+    rows = [dict(zip(names, cells, strict=True)) for cells in zip(*columns, strict=True)]
+    expected_csv = io.StringIO()
+    writer = csv.writer(expected_csv, lineterminator="\r\n")
+    writer.writerow(names)
+    writer.writerows([safe_cell(cell) for cell in row.values()] for row in rows)
+    expected_jsonl = "".join(
+        json.dumps(row, ensure_ascii=False, default=lambda value: value.isoformat()) + "\n"
+        for row in rows
+    )
+    for fmt, expected in (("csv", BOM + expected_csv.getvalue()), ("jsonl", expected_jsonl)):
+        out = io.StringIO()
+        table = open_table(fmt, names, out)  # type: ignore[arg-type]
+
+        written = sum(
+            table.write([cells[start : start + chunk] for cells in columns])
+            for start in range(0, 12, chunk)
+        )
+
+        assert written == 12
+        assert out.getvalue() == expected
+
+
+def test_a_one_column_csv_writes_an_empty_cell_as_quotes_so_the_row_is_not_blank() -> None:
+    out = io.StringIO()
+
+    write_csv([{"a": ""}, {"a": None}, {"a": "x"}], ["a"], out)
+
+    assert out.getvalue() == BOM + 'a\r\n""\r\n""\r\nx\r\n'

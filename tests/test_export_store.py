@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncResult
 
 import storage.exports
 from storage.exports import export_taskset
@@ -251,14 +250,14 @@ async def test_every_cell_a_spreadsheet_would_run_is_quoted_and_numbers_stay_num
 
 def spy_on_reads(monkeypatch: pytest.MonkeyPatch, timeline: list[tuple[str, int]]) -> None:
     """Log ("read", rows) each time the database hands the export a chunk of rows."""
-    partitions = AsyncResult.partitions
+    driver_chunks = storage.exports.driver_chunks
 
-    async def logged(self: AsyncResult[Any], size: int | None = None) -> AsyncIterator[Any]:
-        async for chunk in partitions(self, size):
+    async def logged(*args: Any) -> AsyncIterator[Any]:
+        async for chunk in driver_chunks(*args):
             timeline.append(("read", len(chunk)))
             yield chunk
 
-    monkeypatch.setattr(AsyncResult, "partitions", logged)
+    monkeypatch.setattr(storage.exports, "driver_chunks", logged)
 
 
 class LoggedOutput(io.StringIO):
