@@ -289,44 +289,64 @@ async def read_coded_answers(
     label from the reviewer's seat, or not at all (as ``code_answers`` counts what
     ``LabelStore.answers_for_export`` gives).
     """
-    label_code = case(
-        {value: index for index, value in enumerate(label_values)}, value=Answer.label, else_=-1
-    )
+    label_index = {value: index for index, value in enumerate(label_values)}
+    label_code = case(label_index, value=Answer.label, else_=-1)
+    corrected = np.array(list(corrections), dtype=np.int64)
+    # Each chunk's counted answers, coded as soon as it is read: the set's answers are never
+    # held as rows, only these three arrays.
+    items: list[np.ndarray] = []
+    workers: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
     async with long_read(engine) as connection:
         keys, gold = await item_keys(connection, taskset_id)
+        position = positions_in(keys)
         excluded = await excluded_workers(connection, taskset_id)
-        answers = driver_chunks(
-            connection,
-            select(Answer.id, Answer.item_id, Answer.worker_id, label_code)
-            .where(Answer.taskset_id == taskset_id, Answer.kind == AnswerKind.LABEL, live_answer())
-            .order_by(Answer.id),
-            CHUNK_ROWS,
-        )
-        chunks = [
-            np.fromiter(itertools.chain.from_iterable(chunk), np.int64, 4 * len(chunk))
-            async for chunk in answers
-        ]
 
-    def code() -> CodedSet:
-        rows = np.concatenate([np.empty(0, dtype=np.int64), *chunks]).reshape(-1, 4)
-        ids, items, workers, labels = rows.T.copy()
-        counted = ~np.isin(workers, excluded)
-        label_index = {value: index for index, value in enumerate(label_values)}
-        for row in np.flatnonzero(np.isin(ids, list(corrections))).tolist():
-            fix = corrections[int(ids[row])]
-            counted[row] = fix is not None and fix.membership not in EXCLUDED
-            if fix is not None:
-                workers[row], labels[row] = fix.reviewer_id, label_index.get(fix.label, -1)
-        kept = counted & (labels >= 0)
-        return coded_set(
-            items=index_of(keys, items[kept]),
-            workers=workers[kept],
-            labels=labels[kept],
+        def code(chunk: Sequence[Sequence[int]]) -> int:
+            rows = np.fromiter(itertools.chain.from_iterable(chunk), np.int64, 4 * len(chunk))
+            ids, chunk_items, chunk_workers, chunk_labels = rows.reshape(-1, 4).T
+            counted = ~np.isin(chunk_workers, excluded)
+            for row in np.flatnonzero(np.isin(ids, corrected)).tolist():
+                fix = corrections[int(ids[row])]
+                counted[row] = fix is not None and fix.membership not in EXCLUDED
+                if fix is not None:
+                    chunk_workers[row] = fix.reviewer_id
+                    chunk_labels[row] = label_index.get(fix.label, -1)
+            kept = counted & (chunk_labels >= 0)
+            items.append(position(chunk_items[kept]))
+            workers.append(chunk_workers[kept])
+            labels.append(chunk_labels[kept])
+            return len(chunk)
+
+        await write_while_reading(
+            driver_chunks(
+                connection,
+                select(Answer.id, Answer.item_id, Answer.worker_id, label_code)
+                .where(
+                    Answer.taskset_id == taskset_id,
+                    Answer.kind == AnswerKind.LABEL,
+                    live_answer(),
+                )
+                .order_by(Answer.id),
+                CHUNK_ROWS,
+            ),
+            code,
+        )
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        whole = np.concatenate([np.empty(0, dtype=np.int64), *parts])
+        parts.clear()  # one column's chunks and its whole never held with another's
+        return whole
+
+    return await asyncio.to_thread(
+        lambda: coded_set(
+            items=joined(items),
+            workers=joined(workers),
+            labels=joined(labels),
             gold=gold,
             label_values=label_values,
         )
-
-    return await asyncio.to_thread(code)
+    )
 
 
 async def read_text_answers(
@@ -373,7 +393,7 @@ async def read_text_answers(
         kept = np.flatnonzero(counted)
         numbers, _ids = numbered(worker_ids[kept])
         return TextAnswers(
-            items=index_of(keys, np.array(items, dtype=np.int64)[kept]),
+            items=positions_in(keys)(np.array(items, dtype=np.int64)[kept]),
             workers=numbers,
             texts=[texts[row] for row in kept.tolist()],
             n_items=keys.size,
@@ -408,10 +428,11 @@ async def excluded_workers(connection: AsyncConnection, taskset_id: int) -> list
     )
 
 
-def index_of(keys: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """The position in ``keys`` of each key in ``found``."""
+def positions_in(keys: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function giving the position in ``keys`` of each key in an array of them."""
     by_key = np.argsort(keys)
-    return by_key[np.searchsorted(keys, found, sorter=by_key)]
+    sorted_keys = keys[by_key]
+    return lambda found: by_key[np.searchsorted(sorted_keys, found)]
 
 
 def numbered(workers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
