@@ -16,7 +16,9 @@ The baseline is the tree of ``--baseline`` (a commit: ``git archive`` into a tem
 run with the same interpreter and settings in the same run. Each export (``--raw`` CSV and
 JSONL, and the aggregated CSV by majority vote and by Dawid-Skene) runs as its own process,
 ``python -m bot.cli --database-url URL export NAME ... --out FILE`` with the tree on
-PYTHONPATH: CLI start, imports and the migration check included. Contenders alternate over the
+PYTHONPATH: CLI start, imports and the migration check included. Both trees are byte-compiled
+first and the children run without PYTHONDONTWRITEBYTECODE, as an installed labelbot (pip
+compiles it) runs. Contenders alternate over the
 rounds; wall time and the child's CPU (utime + stime, from os.wait4) are each one's minimum, the
 peak RSS (ru_maxrss) its maximum. Every output of the new tree must be byte for byte the
 baseline's. The target: 100k answers a second, whole process, for every export.
@@ -53,6 +55,8 @@ ANSWERS_PER_ITEM = 10
 GOLD_EVERY = 20
 BASELINE = "4676da8"
 TARGET_ANSWERS_PER_S = 100_000
+# Set in the development environment; an installed labelbot runs with its bytecode.
+NO_BYTECODE = "PYTHONDONTWRITEBYTECODE"
 # The columns of the rows ``build`` writes in bulk, per table.
 COLUMNS = {
     "workers": ("id", "display_name", "status", "joined_at"),
@@ -279,8 +283,12 @@ class Run:
 
 
 def run_child(command: list[str], tree: Path) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds and peak RSS in MB of one child process run in ``tree``."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    """Wall seconds, CPU seconds and peak RSS in MB of one child process run in ``tree``.
+
+    The child may read (and write) bytecode, as an installed labelbot does: pip compiles it.
+    """
+    env = {name: value for name, value in os.environ.items() if name != NO_BYTECODE}
+    env["PYTHONPATH"] = str(tree)
     start = time.perf_counter()
     child = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree, env=env
@@ -357,8 +365,11 @@ def main() -> None:
         folder = Path(temp)
         trees = {"before": checkout(args.baseline, folder / "before")}
         trees["after"] = ROOT if args.after is None else checkout(args.after, folder / "after")
+        for tree in trees.values():  # as pip does on install: no child compiles on its clock
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True)
         runs: dict[tuple[str, str, str], Run] = {}
         answers: dict[str, int] = {}
+        loads: dict[str, tuple[float, float]] = {}
         for backend in backends:
             url = asyncio.run(fresh_database(backend, folder))
             started = time.perf_counter()
@@ -374,6 +385,7 @@ def main() -> None:
                 f"{time.perf_counter() - started:.0f} s",
                 flush=True,
             )
+            load = [os.getloadavg()[0]]  # how busy the machine was while it was measured
             for round_number in range(args.rounds):
                 # Alternate which tree goes first, so that neither always finds a warm cache.
                 order = list(trees.items())[:: 1 if round_number % 2 == 0 else -1]
@@ -402,14 +414,20 @@ def main() -> None:
                     runs[backend, export, "after"].same = compare(*outputs)
                     for output in outputs:
                         output.unlink()
+                load.append(os.getloadavg()[0])
                 print(f"  {backend}: round {round_number + 1} done", flush=True)
+            loads[backend] = (min(load), max(load))
             asyncio.run(drop_database(backend))
 
     lines = [
         f"{date.today()}, {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
         f"Python {platform.python_version()}; whole processes (`labelbot export ... --out FILE`, "
         f"CLI start included); each contender's minimum over {args.rounds} alternating rounds "
-        f"(peak RSS: maximum); before: {args.baseline}, after: {args.after or 'this tree'}",
+        f"(peak RSS: maximum); before: {args.baseline}, after: {args.after or 'this tree'}; "
+        + "; ".join(
+            f"1-minute load average during {backend}: {low:.1f}-{high:.1f}"
+            for backend, (low, high) in loads.items()
+        ),
         "",
         "| database | export | answers | before wall s | CPU s | peak RSS MB "
         "| after wall s | CPU s | peak RSS MB | answers/s (after) | speed-up wall / CPU "

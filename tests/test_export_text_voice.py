@@ -13,17 +13,22 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+import storage.exports
 from bot.cli import main
 from bot.fakegram import FakeTelegram
+from storage.engine import as_utc
 from storage.exports import export_taskset
 from storage.models import Answer, AnswerKind, Item, Membership, MembershipStatus
 from storage.results import Recorded, Reviewed, ServedItem
+from storage.reviews import StoredCorrection
 from storage.store import LabelStore
+from tasksets.export import RAW_COLUMNS, safe_cell
 from tasksets.replies import Reply
 from tasksets.spec import TaskSetSpec
 from tests.conftest import Clock, running_bot
 from tests.test_e2e_replies import joined, reply_spec
 from tests.test_e2e_worker import settled
+from tests.test_export import TRICKY_TEXT
 from tests.test_reviews import review_of_item
 
 WORKERS = (1, 2, 3, 4, 5)
@@ -172,6 +177,72 @@ async def test_raw_export_carries_texts_voice_notes_and_not_sure_reasons(
     assert lines[1]["text"] == "-5 degrees" and lines[3]["reason"] == "@ noisy clip"
     assert (lines[2]["voice_seconds"], lines[2]["voice_bytes"]) == (4, 5120)
     assert lines[4]["voice_file_id"] is None
+
+
+async def test_raw_cells_of_any_text_are_what_csv_writer_and_json_dumps_write(
+    store: LabelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed texts, reasons and reviewers' corrections holding quotes, commas, line breaks and
+    formula starts, beside voice notes and empty cells, over chunks of two answers: the raw
+    export writes each row as csv.writer (spreadsheet-safe) and json.dumps write it."""
+    monkeypatch.setattr(storage.exports, "CHUNK_ROWS", 2)
+    taskset_id = await text_set(store, "tricky", ["q1", "=q2"])
+    await typed(store, taskset_id, "q1", [TRICKY_TEXT, "=SUM(A1)", "plain", "", "-5, or so"])
+    await answer(store, taskset_id, "=q2", 1, kind=AnswerKind.UNSURE, reason='"noisy"\r\nclip')
+    await answer(
+        store, taskset_id, "=q2", 2, kind=AnswerKind.VOICE, voice_file_id="+Aw", voice_seconds=4
+    )
+    async with store.sessions() as session:
+        answers = (
+            await session.execute(
+                select(Answer, Item.external_id)
+                .join(Item, Item.id == Answer.item_id)
+                .where(Answer.taskset_id == taskset_id)
+                .order_by(Answer.id)
+            )
+        ).all()
+    found_wrong = {answers[0][0].id: '@them, "all"', answers[2][0].id: None}
+    corrections = {
+        answer_id: StoredCorrection(4, text, answers[0][0].created_at, MembershipStatus.ACTIVE)
+        if text is not None
+        else None
+        for answer_id, text in found_wrong.items()
+    }
+
+    async def reviewed(_taskset_id: int) -> dict[int, StoredCorrection | None]:
+        return corrections
+
+    monkeypatch.setattr(store.reviews, "corrections", reviewed)
+    rows = [
+        {
+            "item_id": item_id,
+            "worker": row.worker_id,
+            "label": row.label if row.kind == AnswerKind.LABEL else str(row.kind),
+            "seconds": round(row.seconds, 3),
+            "answered_at": as_utc(row.created_at).isoformat(),
+            "text": row.text,
+            "voice_file_id": row.voice_file_id,
+            "voice_seconds": row.voice_seconds,
+            "voice_bytes": row.voice_bytes,
+            "reason": row.reason,
+            "review": "wrong" if row.id in found_wrong else "",
+            "correction": found_wrong.get(row.id) or "",
+        }
+        for row, item_id in answers
+    ]
+    expected_csv = io.StringIO(newline="")
+    writer = csv.writer(expected_csv, lineterminator="\r\n")
+    writer.writerow(RAW_COLUMNS)
+    writer.writerows([safe_cell(row[column]) for column in RAW_COLUMNS] for row in rows)
+    expected_jsonl = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+    for fmt, expected in (("csv", "\ufeff" + expected_csv.getvalue()), ("jsonl", expected_jsonl)):
+        out = io.StringIO(newline="")
+        written = await export_taskset(store, "tricky", out, fmt=fmt, raw=True)  # type: ignore[arg-type]
+
+        assert written == len(rows) == 10
+        assert out.getvalue() == expected
+    assert "'=SUM(A1)" in expected_csv.getvalue() and "'@them" in expected_csv.getvalue()
 
 
 # -------------------------------------------------------------------- export --media
