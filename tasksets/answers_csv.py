@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TextIO
@@ -27,7 +26,7 @@ from typing import TextIO
 import numpy as np
 
 from tasksets.aggregation import Answers, Method, aggregate
-from tasksets.export import BYTE_ORDER_MARK, FORMULA_STARTS, safe_cell
+from tasksets.export import BYTE_ORDER_MARK, csv_text_cells
 
 # Accepted header names per column, the usual name first.
 _ITEM_NAMES = ("item", "task")
@@ -39,8 +38,6 @@ _BLOCK_CHARS = 1 << 18
 _CSV_BLOCK_ROWS = 1 << 16
 # Result rows joined per write: the output's strings stay a few MB.
 _WRITE_ROWS = 1 << 16
-# Cells that csv.writer (excel dialect, "\r\n" line ends) puts in quotes.
-_NEEDS_QUOTES = re.compile('[,"\r\n]')
 # Bytes of a block's fixed-width table of one column (rows x longest field): past this, fields
 # thousands of characters long, the column is decoded field by field rather than use the memory.
 _MAX_TABLE_BYTES = 1 << 25
@@ -183,10 +180,10 @@ def aggregate_csv(
     result = aggregate(coded.answers, method)
     # What write_csv writes, a join of rows formatted in C rather than a writer call per row.
     out_stream.write(BYTE_ORDER_MARK + "item,label,confidence\r\n")
-    label_cells = _text_cells(coded.labels)
+    label_cells = csv_text_cells(coded.labels)
     rows = map(
         "{},{},{}\r\n".format,
-        _text_cells(coded.items),
+        csv_text_cells(coded.items),
         map(label_cells.__getitem__, result.labels.tolist()),
         _confidence_cells(result.confidence),
     )
@@ -196,18 +193,6 @@ def aggregate_csv(
         return None
     known = gold >= 0
     return float(np.mean(result.labels[known] == gold[known]))
-
-
-def _text_cells(cells: Sequence[str]) -> Sequence[str]:
-    """Each cell as csv.writer writes ``safe_cell(cell)``; one pass in C when none needs it."""
-    if any(map(str.startswith, cells, itertools.repeat(FORMULA_STARTS))):
-        cells = [str(safe_cell(cell)) for cell in cells]
-    if any(map(_NEEDS_QUOTES.search, cells)):
-        cells = [
-            '"' + cell.replace('"', '""') + '"' if _NEEDS_QUOTES.search(cell) else cell
-            for cell in cells
-        ]
-    return cells
 
 
 def _confidence_cells(confidence: np.ndarray) -> list[str]:
