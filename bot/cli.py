@@ -444,8 +444,6 @@ def output(path: Path | None) -> Iterator[TextIO]:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    import gc
-
     from storage.exports import UnknownTaskSet, export_taskset, voice_answers
 
     if args.media:
@@ -456,9 +454,6 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_INVALID
 
     async def export(store: LabelStore) -> int:
-        # What is alive now lives until the process ends: frozen, the collector no longer walks
-        # it each time the rows of the export fill a generation (about 1 s of 1M answers' CPU).
-        gc.freeze()
         try:
             with output(args.out) as out:
                 rows = await export_taskset(
