@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import namedtuple
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Float
@@ -130,7 +130,7 @@ def result_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Processo
 
 async def driver_chunks(
     connection: AsyncConnection, statement: ClauseElement, rows: int
-) -> AsyncIterator[Sequence[Sequence[Any]]]:
+) -> AsyncGenerator[Sequence[Sequence[Any]], None]:
     """The rows of a read on ``connection`` (``long_read``), in chunks of ``rows``, straight
     from the driver's cursor: each row a tuple of the values as the driver gives them (asyncpg:
     a ``Record``), without SQLAlchemy's row objects or its conversions of returned values. For

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO, TypeVar, cast
 
@@ -145,7 +146,7 @@ async def write_raw_answers(
                 ]
             )
 
-        return await write_while_reading(answers, write)
+        return await while_reading(answers, write)
 
 
 def utc_isoformat(column: Any, dialect: str) -> ColumnElement[str]:
@@ -249,23 +250,26 @@ async def write_item_results(
                 ]
             )
 
-        return await write_while_reading(items, write)
+        return await while_reading(items, write)
 
 
-async def write_while_reading(
-    chunks: AsyncIterator[Sequence[RowT]], write: Callable[[Sequence[RowT]], int]
+async def while_reading(
+    chunks: AsyncGenerator[Sequence[RowT], None], handle: Callable[[Sequence[RowT]], int]
 ) -> int:
-    """``write`` each chunk in a worker thread while the next one is read; returns the rows."""
+    """``handle`` each chunk (write it, code it) in a worker thread while the next one is read;
+    returns the sum of what ``handle`` returned. The reading stops with the first failure: its
+    cursor is closed before the connection goes back to the pool."""
     count = 0
-    writing: asyncio.Future[int] | None = None
-    try:
-        async for chunk in chunks:
-            if writing is not None:
-                count += await writing
-            writing = asyncio.ensure_future(asyncio.to_thread(write, chunk))
-    finally:
-        if writing is not None:
-            count += await writing
+    handling: asyncio.Future[int] | None = None
+    async with contextlib.aclosing(chunks):
+        try:
+            async for chunk in chunks:
+                if handling is not None:
+                    count += await handling
+                handling = asyncio.ensure_future(asyncio.to_thread(handle, chunk))
+        finally:
+            if handling is not None:
+                count += await handling
     return count
 
 
@@ -318,7 +322,7 @@ async def read_coded_answers(
             labels.append(chunk_labels[kept])
             return len(chunk)
 
-        await write_while_reading(
+        await while_reading(
             driver_chunks(
                 connection,
                 select(Answer.id, Answer.item_id, Answer.worker_id, label_code)
@@ -359,28 +363,34 @@ async def read_text_answers(
     async with long_read(engine) as connection:
         keys, _gold = await item_keys(connection, taskset_id)
         excluded = await excluded_workers(connection, taskset_id)
-        answers = driver_chunks(
-            connection,
-            select(Answer.id, Answer.item_id, Answer.worker_id, Answer.text)
-            .where(
-                Answer.taskset_id == taskset_id,
-                live_answer(),
-                Answer.kind == AnswerKind.TEXT,
-                Answer.text.is_not(None),
-            )
-            .order_by(Answer.id),
-            CHUNK_ROWS,
-        )
         ids: list[int] = []
         items: list[int] = []
         workers: list[int] = []
         texts: list[str] = []
-        async for chunk in answers:
+
+        def collect(chunk: Sequence[Sequence[Any]]) -> int:
             chunk_ids, chunk_items, chunk_workers, chunk_texts = zip(*chunk, strict=True)
-            ids += chunk_ids
-            items += chunk_items
-            workers += chunk_workers
-            texts += chunk_texts
+            ids.extend(chunk_ids)
+            items.extend(chunk_items)
+            workers.extend(chunk_workers)
+            texts.extend(chunk_texts)
+            return len(chunk)
+
+        await while_reading(
+            driver_chunks(
+                connection,
+                select(Answer.id, Answer.item_id, Answer.worker_id, Answer.text)
+                .where(
+                    Answer.taskset_id == taskset_id,
+                    live_answer(),
+                    Answer.kind == AnswerKind.TEXT,
+                    Answer.text.is_not(None),
+                )
+                .order_by(Answer.id),
+                CHUNK_ROWS,
+            ),
+            collect,
+        )
 
     def code() -> TextAnswers:
         worker_ids = np.array(workers, dtype=np.int64)

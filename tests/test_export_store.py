@@ -10,7 +10,7 @@ import io
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -252,7 +252,7 @@ def spy_on_reads(monkeypatch: pytest.MonkeyPatch, timeline: list[tuple[str, int]
     """Log ("read", rows) each time the database hands the export a chunk of rows."""
     driver_chunks = storage.exports.driver_chunks
 
-    async def logged(*args: Any) -> AsyncIterator[Any]:
+    async def logged(*args: Any) -> AsyncGenerator[Any, None]:
         async for chunk in driver_chunks(*args):
             timeline.append(("read", len(chunk)))
             yield chunk
@@ -323,6 +323,27 @@ async def test_item_results_are_written_while_later_items_are_still_being_read(
     assert written == out.getvalue().count("\n") > 2 * CHUNK
     last_read = max(index for index, (kind, _) in enumerate(timeline) if kind == "read")
     assert first_data_write(timeline, 0) < last_read
+
+
+class FullDisk(io.StringIO):
+    """An output that takes the header, then fails as a full disk does."""
+
+    def write(self, text: str) -> int:
+        if self.tell() > 0:
+            raise OSError(28, "No space left on device")
+        return super().write(text)
+
+
+@pytest.mark.parametrize("method", ["raw", "mv"])
+async def test_an_export_that_fails_midway_leaves_the_next_one_whole(
+    store: LabelStore, method: str
+) -> None:
+    await seeded_set(store)
+
+    with pytest.raises(OSError, match="No space left"):
+        await export_taskset(store, "seeded", FullDisk(), raw=method == "raw")
+
+    assert await export(store, "csv", method) == await export_before_streaming(store, "csv", method)
 
 
 async def test_the_bot_records_answers_while_a_set_is_being_exported(
