@@ -16,10 +16,13 @@ item and sends the next one. Contenders:
   h  ``labelbot run`` on SQLite with the card layout (one message edited from item to item)
      and PTB's default rate limiter on (30 calls with a chat_id a second)
   i  the same with the chat layout, for comparison
+  j  (i) with a review rule that samples a fifth of the answers (``REVIEW_SAMPLE``)
+  k  (j) that also reviews items whose confidence stays low (``REVIEW_SAMPLE_AND_CONFIDENCE``)
 
 With the limiter on, answers/s is capped by the calls with a chat_id per answer: run h and i
 with 8 workers tapping as fast as items arrive (``--only hi --workers 8``), and paced, each
 worker tapping 1.25 times a second (``--only bh --workers 8 --pace 1.25``), to compare CPU.
+Run i, j and k the same two ways (``--only ijk``) for what choosing answers for review costs.
 
 Each contender runs with 1 and with 4 concurrent workers in one bot process per round (startup
 and 5 warm-up taps per worker are not measured), rounds alternate the contenders, and each keeps
@@ -67,6 +70,7 @@ from bot.fakegram import FakeTelegram, FakeUser, JSONDict
 from storage.engine import create_engine, execute_autocommit
 from storage.models import TaskSet
 from tasksets.quality import QualityRules
+from tasksets.review import ReviewRule
 
 T = TypeVar("T")
 
@@ -87,6 +91,12 @@ DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LABELBOT_RUN = (PYTHON, "-m", "bot.cli", "run")
 OWN_CODE = ("bot/", "handlers/", "storage/", "tasksets/")  # as py-spy names files
+# Without gold items no worker reaches the reviewer level (its smoothed gold accuracy stays at
+# the prior's 0.8, under min_gold_accuracy), so chosen answers queue up and nobody is served a
+# review: what these rules add to an answer is choosing it. With overlap 1 an item's confidence
+# is its one answer's 0.8, above 0.5: the second rule scores every item but queues none for it.
+REVIEW_SAMPLE = ReviewRule(sample=0.2)
+REVIEW_SAMPLE_AND_CONFIDENCE = ReviewRule(sample=0.2, below_confidence=0.5)
 
 
 class BenchError(RuntimeError):
@@ -102,6 +112,7 @@ class Contender:
     webhook: bool = False
     layout: Literal["chat", "card"] = "chat"
     rate_limited: bool = False  # PTB's AIORateLimiter with labelbot's defaults
+    review: ReviewRule | None = None  # the task set's review rule
 
 
 CONTENDERS = (
@@ -134,10 +145,27 @@ CONTENDERS = (
         rate_limited=True,
     ),
     Contender("i", "labelbot, SQLite, chat, limiter", LABELBOT_RUN, "sqlite", rate_limited=True),
+    Contender(
+        "j",
+        "labelbot, SQLite, chat, limiter, review sample",
+        LABELBOT_RUN,
+        "sqlite",
+        rate_limited=True,
+        review=REVIEW_SAMPLE,
+    ),
+    Contender(
+        "k",
+        "labelbot, SQLite, chat, limiter, review sample + confidence",
+        LABELBOT_RUN,
+        "sqlite",
+        rate_limited=True,
+        review=REVIEW_SAMPLE_AND_CONFIDENCE,
+    ),
 )
 BASELINE = "a"
 TARGETS = ("c", "d")
 TARGET_RATIO = 0.5
+WITHOUT_REVIEW = "i"  # the contenders with a review rule, without it
 
 
 # -- CPU time from /proc ------------------------------------------------------------------
@@ -491,8 +519,9 @@ def write_taskset(path: Path, items: int) -> Path:
     return path
 
 
-async def load_taskset(database_url: str, taskset: Path, layout: str = "chat") -> None:
-    """``labelbot load`` (which migrates first), then let the instant taps through."""
+async def load_taskset(database_url: str, taskset: Path, contender: Contender) -> None:
+    """``labelbot load`` (which migrates first), then let the instant taps through and give the
+    set the contender's layout and review rule."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("LABELBOT_")}
     env["LABELBOT_DATABASE_URL"] = database_url
     loader = await asyncio.create_subprocess_exec(
@@ -520,7 +549,12 @@ async def load_taskset(database_url: str, taskset: Path, layout: str = "chat") -
             await connection.execute(
                 update(TaskSet)
                 .where(TaskSet.name == TASKSET_NAME)
-                .values(quality=QualityRules(min_median_seconds=0).model_dump(), layout=layout)
+                .values(
+                    quality=QualityRules(min_median_seconds=0).model_dump(),
+                    layout=contender.layout,
+                    # As `labelbot load` stores a set's rule.
+                    review=contender.review.model_dump(mode="json") if contender.review else None,
+                )
             )
     finally:
         await engine.dispose()
@@ -565,7 +599,7 @@ async def prepare_databases(
                 progress(f"({contender.key}) skipped: {error}")
                 continue
         if url is not None:
-            await load_taskset(url, taskset, contender.layout)
+            await load_taskset(url, taskset, contender)
         urls[contender.key] = url
     return urls
 
@@ -634,24 +668,44 @@ def report(
                 f"| {best.rate:.0f} | {best.limited_per_answer:.2f} | {ratio} | {server} |"
             )
     lines.append("")
-    for key in TARGETS:
-        for workers in worker_counts:
-            best, baseline = results.get((key, workers)), results.get((BASELINE, workers))
-            if best is None or baseline is None:
-                continue
-            target_ratio = best.cpu_ms / baseline.cpu_ms
-            verdict = "met" if target_ratio <= TARGET_RATIO else "not met"
-            # On a noisy machine the minimums may come from different moments; the medians
-            # of the rounds show whether the verdict depends on that.
-            medians = statistics.median(best.rounds_cpu_ms) / statistics.median(
-                baseline.rounds_cpu_ms
-            )
-            lines.append(
-                f"- {key}/{BASELINE} with {workers} worker(s): {target_ratio:.2f} "
-                f"(target <= {TARGET_RATIO}: {verdict}); on the medians of the rounds "
-                f"{medians:.2f}"
-            )
+    for key, workers, best, baseline in compared(results, TARGETS, BASELINE, worker_counts):
+        target_ratio, medians = cpu_ratios(best, baseline)
+        verdict = "met" if target_ratio <= TARGET_RATIO else "not met"
+        lines.append(
+            f"- {key}/{BASELINE} with {workers} worker(s): {target_ratio:.2f} "
+            f"(target <= {TARGET_RATIO}: {verdict}); on the medians of the rounds {medians:.2f}"
+        )
+    reviewed = [c.key for c in contenders if c.review is not None]
+    for key, workers, best, plain in compared(results, reviewed, WITHOUT_REVIEW, worker_counts):
+        ratio, medians = cpu_ratios(best, plain)
+        lines.append(
+            f"- {key}/{WITHOUT_REVIEW} (the review rule's cost) with {workers} worker(s): CPU "
+            f"{ratio:.2f}, on the medians of the rounds {medians:.2f}; {best.rate:.0f} against "
+            f"{plain.rate:.0f} answers/s"
+        )
     return "\n".join(lines)
+
+
+def compared(
+    results: dict[tuple[str, int], Best],
+    keys: Sequence[str],
+    baseline_key: str,
+    worker_counts: Sequence[int],
+) -> Iterator[tuple[str, int, Best, Best]]:
+    """Each contender of ``keys`` and worker count measured beside the baseline's."""
+    for key in keys:
+        for workers in worker_counts:
+            best, baseline = results.get((key, workers)), results.get((baseline_key, workers))
+            if best is not None and baseline is not None:
+                yield key, workers, best, baseline
+
+
+def cpu_ratios(best: Best, baseline: Best) -> tuple[float, float]:
+    """CPU per answer against the baseline's: the ratio of the minimums, and of the medians of
+    the rounds (on a noisy machine the minimums may come from different moments; the medians
+    show whether a verdict depends on that)."""
+    medians = statistics.median(best.rounds_cpu_ms) / statistics.median(baseline.rounds_cpu_ms)
+    return best.cpu_ms / baseline.cpu_ms, medians
 
 
 # -- the profile --------------------------------------------------------------------------
