@@ -566,40 +566,55 @@ class SeenIds:
         line)} for each id seen before (in an earlier call or earlier in `ids`)."""
         repeated: dict[int, tuple[int, int]] = {}
         first_in_chunk: dict[str, int] = {}
+        again_in_chunk: dict[int, int] = {}  # offset -> offset of the id's first use here
         for offset, item_id in enumerate(ids):
             first = first_in_chunk.setdefault(item_id, offset)
             if first != offset:
-                repeated[offset] = (indexes[first], lines[first] if lines is not None else 0)
+                again_in_chunk[offset] = first
         fresh = list(first_in_chunk.values())
         digests = np.array(
             [blake2b(ids[offset].encode(), digest_size=16).digest() for offset in fresh],
             dtype=self._DIGEST,
         )
+        known = np.zeros(len(fresh), dtype=bool)
         for run_digests, run_indexes, run_lines in self._runs:
             at = np.searchsorted(run_digests, digests).clip(max=len(run_digests) - 1)
             for position in np.flatnonzero(run_digests[at] == digests):
+                known[position] = True
                 repeated[fresh[position]] = (
                     int(run_indexes[at[position]]),
                     int(run_lines[at[position]]),
                 )
+        for offset, first in again_in_chunk.items():
+            # The first use is the chunk's own, unless that one repeats an earlier chunk's.
+            repeated[offset] = repeated.get(
+                first, (indexes[first], lines[first] if lines is not None else 0)
+            )
+        # Each digest is kept once, with its first use: a repeat adds nothing to look up.
+        new = [offset for offset, seen in zip(fresh, known, strict=True) if not seen]
         self._push(
-            digests,
-            np.array([indexes[offset] for offset in fresh], dtype=np.uint32),
+            digests[~known],
+            np.array([indexes[offset] for offset in new], dtype=np.uint32),
             np.array(
-                [lines[offset] for offset in fresh] if lines is not None else [0] * len(fresh),
+                [lines[offset] for offset in new] if lines is not None else [0] * len(new),
                 dtype=np.uint32,
             ),
         )
         return repeated
 
     def _push(self, digests: np.ndarray, indexes: np.ndarray, lines: np.ndarray) -> None:
-        order = np.argsort(digests)
+        order = np.argsort(digests, kind="stable")
         run = (digests[order], indexes[order], lines[order])
         while self._runs and len(self._runs[-1][0]) <= len(run[0]):
             previous = self._runs.pop()
-            merged = [np.concatenate(pair) for pair in zip(previous, run, strict=True)]
-            order = np.argsort(merged[0], kind="stable")
-            run = (merged[0][order], merged[1][order], merged[2][order])
+            # Insert the newer run into the older one, after equal digests so that a search
+            # finds the first use: a new array per column, no sort of the merged run.
+            at = np.searchsorted(previous[0], run[0], side="right")
+            run = (
+                np.insert(previous[0], at, run[0]),
+                np.insert(previous[1], at, run[1]),
+                np.insert(previous[2], at, run[2]),
+            )
         self._runs.append(run)
 
 

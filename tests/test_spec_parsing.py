@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasksets.parsing import (
+    CHUNK_ITEMS,
     Format,
     Problem,
     SpecOverrides,
@@ -592,3 +593,22 @@ def test_caption_with_unknown_words_is_refused() -> None:
 def test_caption_with_an_open_quote_is_refused() -> None:
     with pytest.raises(TaskSetError, match="No closing quotation"):
         parse_caption('labels="a|b')
+
+
+def test_a_repeated_id_names_its_first_use_however_far_back() -> None:
+    """Ids are remembered in sorted runs merged as the set is read: a repeat is found in any
+    run, and every repeat of an id names its first use, not the repeat before."""
+    count = 4 * CHUNK_ITEMS + 123
+    rows = [f"t{number},text {number}" for number in range(count)]
+    rows[CHUNK_ITEMS + 5] = "t7,again in the second chunk"
+    rows += ["t7,again", f"t{count - 1},again", "t7,and again"]
+    data = ("id,text\n" + "\n".join(rows) + "\n").encode()
+    line_of = {number: number + 2 for number in range(len(rows))}  # after the header
+
+    assert problems_of(data, "csv", PETS) == [
+        f"line {line_of[CHUNK_ITEMS + 5]} item 't7' field 'id': duplicate id, also on line 9",
+        f"line {line_of[count]} item 't7' field 'id': duplicate id, also on line 9",
+        f"line {line_of[count + 1]} item 't{count - 1}' field 'id': duplicate id, also on line"
+        f" {line_of[count - 1]}",
+        f"line {line_of[count + 2]} item 't7' field 'id': duplicate id, also on line 9",
+    ]
