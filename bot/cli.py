@@ -559,9 +559,10 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("alembic").setLevel(logging.INFO)  # each migration applied is the news
-    with_engine(settings, migrated)
-    print("database is at the latest revision")
-    return 0
+    code = with_engine(settings, migrated)
+    if code == 0:
+        print("database is at the latest revision")
+    return code
 
 
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_cli import labelbot
 
 
@@ -21,10 +23,15 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_a_command_says_in_one_line_that_the_database_is_unreachable() -> None:
+@pytest.mark.parametrize("command", ["tasksets", "db upgrade", "load ITEMS --labels a,b"])
+def test_a_command_says_in_one_line_that_the_database_is_unreachable(
+    tmp_path: Path, command: str
+) -> None:
     url = f"postgresql+asyncpg://labelbot:s3cret@127.0.0.1:{closed_port()}/labels"
+    items = tmp_path / "items.csv"
+    items.write_text("id,text\nt1,hello\n")
 
-    result = labelbot("--database-url", url, "tasksets")
+    result = labelbot("--database-url", url, *command.replace("ITEMS", str(items)).split())
 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
