@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Table, event
 from sqlalchemy.engine import URL, Engine, make_url
@@ -131,19 +130,24 @@ async def execute_autocommit(url: str | URL, statement: str) -> None:
 Rows = Sequence[Sequence[Any]]
 
 
+Batch = TypeVar("Batch")
+# SQLite's batch: (INSERT of n rows, its n x columns parameters) per statement.
+Statements = list[tuple[str, tuple[Any, ...]]]
+
+
 @dataclass(frozen=True)
-class RowWriter:
+class RowWriter(Generic[Batch]):
     """Inserts batches of rows in one connection's transaction. `prepare` turns a batch into
     what `write` sends; it touches no connection, so a thread may run it while `write` waits
     on the database with the batch before."""
 
-    prepare: Callable[[Rows], object]
-    write: Callable[[object], Awaitable[None]]
+    prepare: Callable[[Rows], Batch]
+    write: Callable[[Batch], Awaitable[None]]
 
 
 async def row_writer(
     connection: AsyncConnection, table: Table, columns: Sequence[str]
-) -> RowWriter:
+) -> RowWriter[Any]:
     """A RowWriter of rows (values of `columns`, in that order) the fastest way each backend
     has. PostgreSQL: COPY (twice as fast as a multi-row INSERT for 100,000 items). SQLite:
     INSERTs of as many rows as a statement may take parameters; each runs without the GIL
@@ -155,10 +159,10 @@ async def row_writer(
         driver = raw.driver_connection
         assert driver is not None
 
-        async def copy(rows: object) -> None:
+        async def copy(rows: Rows) -> None:
             await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))
 
-        return RowWriter(prepare=lambda rows: rows, write=copy)
+        return RowWriter[Rows](prepare=lambda rows: rows, write=copy)
     quote = connection.dialect.identifier_preparer.quote
     into = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "
     one_row = f"({', '.join('?' * len(columns))})"
@@ -168,18 +172,18 @@ async def row_writer(
     def insert_of(count: int) -> str:
         return into + "VALUES " + ", ".join([one_row] * count)
 
-    def statements(rows: Rows) -> object:
+    def statements(rows: Rows) -> Statements:
         return [
             (insert_of(len(part)), tuple(chain.from_iterable(part)))
             for start in range(0, len(rows), rows_per_statement)
             if (part := rows[start : start + rows_per_statement])
         ]
 
-    async def insert(batch: object) -> None:
-        for statement, parameters in typing.cast(list[tuple[str, tuple[Any, ...]]], batch):
+    async def insert(batch: Statements) -> None:
+        for statement, parameters in batch:
             await connection.exec_driver_sql(statement, parameters)
 
-    return RowWriter(prepare=statements, write=insert)
+    return RowWriter[Statements](prepare=statements, write=insert)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -11,7 +11,7 @@ import contextlib
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -109,8 +109,8 @@ async def store_taskset(
         writer = await row_writer(await session.connection(), items, ITEM_COLUMNS)
         taskset_id, stored = row.id, 0
 
-        def batches() -> Iterator[tuple[int, object]]:
-            # In the reading thread: parsing, checks, rows and their encoding.
+        def batches() -> Iterator[tuple[int, Any]]:
+            # In the reading thread: parsing, checks, rows and their statements.
             position = 0
             for chunk in taskset.item_chunks():
                 rows = item_rows(chunk, taskset_id, position, spec.overlap.min)
