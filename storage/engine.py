@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
@@ -23,8 +23,18 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# The parameters one SQLite statement may take (SQLITE_MAX_VARIABLE_NUMBER's default).
-SQLITE_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+# Parameters per SQLite statement a load uses at most: SQLITE_MAX_VARIABLE_NUMBER's default
+# since 3.32; builds that allow more gain nothing from longer statements.
+SQLITE_PARAMETERS_WANTED = 32_766
+
+
+@functools.cache
+def sqlite_max_parameters() -> int:
+    """The parameters one statement may take in the SQLite this Python links (999 before
+    3.32, and whatever a distribution built it with), at most SQLITE_PARAMETERS_WANTED."""
+    with closing(sqlite3.connect(":memory:")) as probe:
+        limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return min(limit, SQLITE_PARAMETERS_WANTED)
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -166,7 +176,7 @@ async def row_writer(
     quote = connection.dialect.identifier_preparer.quote
     into = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in columns)}) "
     one_row = f"({', '.join('?' * len(columns))})"
-    rows_per_statement = SQLITE_MAX_PARAMETERS // len(columns)
+    rows_per_statement = sqlite_max_parameters() // len(columns)
 
     @functools.cache
     def insert_of(count: int) -> str:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.cli import main
+from storage import engine
 from storage.models import Item, TaskSet
 from storage.store import LabelStore
 from tasksets.parsing import (
@@ -219,3 +220,18 @@ async def test_every_value_is_stored_as_given(store: LabelStore) -> None:
     assert gold["1e3"] == ("b", True, None)
     assert gold["plain"] == (None, False, "said twice")
     assert all(row.answer_count == 0 and row.open and row.needed == 3 for row in rows)
+
+
+async def test_a_sqlite_built_with_few_parameters_gets_shorter_statements(
+    store: LabelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.32 (or built so) takes 999 parameters a statement: 76 rows of items."""
+    monkeypatch.setattr(engine, "sqlite_max_parameters", lambda: 999)
+    count = CHUNK_ITEMS + 100
+    data = ("id,text\n" + "".join(f"t{number},x{number}\n" for number in range(count))).encode()
+
+    await store.load_taskset(TaskSetStream(io.BytesIO(data), "csv", AB))
+
+    async with store.sessions() as session:
+        rows = (await session.execute(select(Item.position, Item.external_id, Item.text))).all()
+    assert sorted(rows) == [(number, f"t{number}", f"x{number}") for number in range(count)]
