@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from trees import ROOT, byte_compile, run_in, tree_at
+
 sys.path.insert(0, str(ROOT))
 
 NAME = "export-bench"
@@ -55,8 +56,6 @@ ANSWERS_PER_ITEM = 10
 GOLD_EVERY = 20
 BASELINE = "4676da8"
 TARGET_ANSWERS_PER_S = 100_000
-# Set in the development environment; an installed labelbot runs with its bytecode.
-NO_BYTECODE = "PYTHONDONTWRITEBYTECODE"
 # The columns of the rows ``build`` writes in bulk, per table.
 COLUMNS = {
     "workers": ("id", "display_name", "status", "joined_at"),
@@ -283,31 +282,16 @@ class Run:
 
 
 def run_child(command: list[str], tree: Path) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds and peak RSS in MB of one child process run in ``tree``.
-
-    The child may read (and write) bytecode, as an installed labelbot does: pip compiles it.
-    """
-    env = {name: value for name, value in os.environ.items() if name != NO_BYTECODE}
-    env["PYTHONPATH"] = str(tree)
-    start = time.perf_counter()
-    child = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tree, env=env
-    )
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    stderr = child.stderr.read().decode() if child.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{command} failed:\n{stderr}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    """Wall seconds, CPU seconds and peak RSS in MB of one child process run in ``tree``."""
+    child = run_in(tree, command)
+    if child.code != 0:
+        raise SystemExit(f"{command} failed:\n{child.stderr}")
+    return child.wall, child.cpu, child.rss_mb
 
 
 def checkout(revision: str, folder: Path) -> Path:
     """The tree of ``revision`` in ``folder``, with the migrations it lacks."""
-    folder.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", revision], cwd=ROOT, check=True, capture_output=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    tree_at(revision, folder)
     # Migrations newer than the tree change nothing an export reads; with them it opens a
     # database at the current head instead of refusing an unknown revision.
     # The helpers they import (storage/migrations/*.py) come along.
@@ -365,8 +349,8 @@ def main() -> None:
         folder = Path(temp)
         trees = {"before": checkout(args.baseline, folder / "before")}
         trees["after"] = ROOT if args.after is None else checkout(args.after, folder / "after")
-        for tree in trees.values():  # as pip does on install: no child compiles on its clock
-            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True)
+        for tree in trees.values():
+            byte_compile(tree)
         runs: dict[tuple[str, str, str], Run] = {}
         answers: dict[str, int] = {}
         loads: dict[str, tuple[float, float]] = {}

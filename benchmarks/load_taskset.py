@@ -22,7 +22,6 @@ machine).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -30,14 +29,13 @@ import random
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from trees import ROOT, Child, byte_compile, run_in, tree_at
+
 FORMATS = ("json", "jsonl", "csv")
 LABELS = ("positive", "negative")
 WORDS = "the a phone battery screen delivery great awful fine slow fast broken works love hate"
@@ -88,22 +86,6 @@ def write_sets(folder: Path, count: int) -> dict[str, Path]:
     return paths
 
 
-def run_child(command: list[str], tree: Path) -> tuple[float, float, float, int, str]:
-    """Wall seconds, CPU seconds, peak RSS in MB, exit code and stderr of one child."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package runs from its .pyc files
-    start = time.perf_counter()
-    child = subprocess.Popen(
-        command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    assert child.stderr is not None
-    stderr = child.stderr.read().decode()  # small: errors only
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code, stderr
-
-
 def labelbot(url: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "bot.cli", "--database-url", url, *args]
 
@@ -142,9 +124,9 @@ class Databases:
 
     @staticmethod
     def migrate(url: str, tree: Path) -> None:
-        *_, code, stderr = run_child(labelbot(url, "db", "upgrade"), tree)
-        if code != 0:
-            raise SystemExit(f"migrating {url} failed:\n{stderr}")
+        migrated = run_in(tree, labelbot(url, "db", "upgrade"))
+        if migrated.code != 0:
+            raise SystemExit(f"migrating {url} failed:\n{migrated.stderr}")
 
     def fresh(self, contender: str, backend: str) -> str:
         self.runs += 1
@@ -169,32 +151,13 @@ class Databases:
                 psql(f"DROP DATABASE IF EXISTS {self.template_name(contender)}")
 
 
-def load_once(
-    databases: Databases, contender: str, backend: str, path: Path
-) -> tuple[float, float, float, int, str]:
+def load_once(databases: Databases, contender: str, backend: str, path: Path) -> Child:
     url = databases.fresh(contender, backend)
     try:
         command = labelbot(url, "load", str(path), "--labels", ",".join(LABELS))
-        return run_child(command, databases.trees[contender])
+        return run_in(databases.trees[contender], command)
     finally:
         databases.drop(url)
-
-
-def byte_compile(tree: Path) -> None:
-    """Compile a tree's modules once, as pip does on install, so no run pays for it."""
-    packages = [str(tree / name) for name in ("bot", "handlers", "storage", "tasksets")]
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
-
-
-def baseline_tree(folder: Path, commit: str) -> Path:
-    tree = folder / f"baseline-{commit}"
-    tree.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
 
 
 def main() -> None:
@@ -211,7 +174,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="load_taskset-") as temp:
         folder = Path(temp)
-        trees = {"baseline": baseline_tree(folder, args.baseline), "streamed": ROOT}
+        trees = {"baseline": tree_at(args.baseline, folder / "baseline"), "streamed": ROOT}
         for tree in trees.values():
             byte_compile(tree)
         files = {size: write_sets(folder, size) for size in sizes}
@@ -232,19 +195,19 @@ def main() -> None:
                             for contender in order:
                                 key = (contender, size, fmt, backend)
                                 run = results.setdefault(key, Run())
-                                wall, cpu, rss, code, stderr = load_once(
-                                    databases, contender, backend, files[size][fmt]
-                                )
-                                if code == 0:
-                                    run.add(wall, cpu, rss)
-                                elif code == 2 and contender == "baseline" and size > 100_000:
-                                    run.refused = stderr.strip().splitlines()[-1]
+                                child = load_once(databases, contender, backend, files[size][fmt])
+                                if child.code == 0:
+                                    run.add(child.wall, child.cpu, child.rss_mb)
+                                elif child.code == 2 and contender == "baseline" and size > 100_000:
+                                    run.refused = child.stderr.strip().splitlines()[-1]
                                 else:
-                                    raise SystemExit(f"{key} failed ({code}):\n{stderr}")
+                                    raise SystemExit(
+                                        f"{key} failed ({child.code}):\n{child.stderr}"
+                                    )
                                 print(
                                     f"round {round_number + 1} {contender:8} {size:>9,} {fmt:5} "
-                                    f"{backend:8} {wall:6.2f} s wall {cpu:6.2f} s CPU "
-                                    f"{rss:5.0f} MB" + (" refused" if code else ""),
+                                    f"{backend:8} {child.wall:6.2f} s wall {child.cpu:6.2f} s CPU "
+                                    f"{child.rss_mb:5.0f} MB" + (" refused" if child.code else ""),
                                     file=sys.stderr,
                                 )
         finally:
