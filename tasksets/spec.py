@@ -461,6 +461,10 @@ class ItemChecks:
         """Check items[k], the set's entry number indexes[k] (on lines[k] of its file, if the
         reader knows), after every item before it."""
         found: list[CrossItemError] = []
+
+        def line_at(offset: int) -> int | None:
+            return lines[offset] if lines is not None else None
+
         repeated = self._seen.add([item.id for item in items], indexes, lines)
         for offset, (first_index, first_line) in sorted(repeated.items()):
             item, index = items[offset], indexes[offset]
@@ -478,7 +482,7 @@ class ItemChecks:
                 first_line=first_line,
                 index=index,
             )
-            found.append(CrossItemError(lines[offset] if lines else None, item.id, error))
+            found.append(CrossItemError(line_at(offset), item.id, error))
         if self.header is None:
             return found
         # telegram_length(text) <= 2 * len(text): most texts are short enough to skip.
@@ -488,17 +492,14 @@ class ItemChecks:
             if text is not None and len(text) > measured_from:
                 longest = item_body(MAX_ITEMS, text, self.header.question)
                 if telegram_length(longest) > MAX_TEXT:
-                    line = lines[offset] if lines is not None else None
-                    self._near_limit.append((indexes[offset], line, item))
+                    self._near_limit.append((indexes[offset], line_at(offset), item))
             if gold is not None:
                 self.gold_items += 1
                 if gold not in self._valid_gold:
-                    found += self._gold_error(item, indexes[offset], lines, offset)
+                    found += self._gold_error(item, indexes[offset], line_at(offset))
         return found
 
-    def _gold_error(
-        self, item: Item, index: int, lines: Sequence[int] | None, offset: int
-    ) -> list[CrossItemError]:
+    def _gold_error(self, item: Item, index: int, line: int | None) -> list[CrossItemError]:
         assert self.header is not None and item.gold is not None
         problem = self.header._gold_problem(item.gold, self._labels)
         if problem is None:
@@ -513,7 +514,7 @@ class ItemChecks:
             labels=self._labels,
             max_length=self.header.max_length,
         )
-        return [CrossItemError(lines[offset] if lines is not None else None, item.id, error)]
+        return [CrossItemError(line, item.id, error)]
 
     def finish(self, count: int) -> list[CrossItemError]:
         """The checks that need every item, once all `count` of them went through `check`."""
